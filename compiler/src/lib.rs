@@ -1,0 +1,9 @@
+//! The `.adm` compiler as a library: what the `admc` command line (and, later, the language
+//! server) calls. The stages are pure functions of file texts; only [`source`] reads files.
+
+pub mod check;
+pub mod render;
+pub mod source;
+
+pub use check::{check, Checked};
+pub use source::{LoadError, Sources};

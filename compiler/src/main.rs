@@ -1,0 +1,231 @@
+//! `admc`, the command line of the `.adm` compiler.
+//!
+//! Exit codes are a stable interface for build pipelines:
+//! 0 = clean (warnings allowed), 1 = problems in the input (or warnings under `--deny-warnings`,
+//! or files that `fmt --check` would change), 2 = usage or I/O error.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use admc::{render, Sources};
+use clap::{Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Exit status: 0 clean (warnings allowed), 1 problems in the input, 2 usage or I/O error.
+
+Examples:
+  admc check examples/hotel-reservation        every *.adm below the folder, as one program
+  admc check --format json policies.adm         machine-readable diagnostics on stdout
+  admc fmt --check examples/                    list the files whose layout is not canonical";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "admc",
+    version,
+    about = "Compiler for the .adm service-mesh policy language",
+    long_about = "Compiler for the .adm service-mesh policy language.\n\n\
+        A program is every .adm file given on the command line (a folder stands for every .adm \
+        file below it). admc checks it, formats it, and (in later releases) places each policy on \
+        the side of a call that needs the fewest application-defined middleboxes.",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// When to colour diagnostics.
+    #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check a program: parse every file and report every problem found
+    #[command(after_help = "\
+Every problem is reported, not only the first. Human diagnostics go to stderr; with
+`--format json` one JSON document goes to stdout:
+  {\"diagnostics\": [{\"code\", \"severity\", \"message\", \"file\", \"start\": {\"line\", \"column\",
+  \"offset\"}, \"end\": {…}, \"labels\": [{\"file\", \"start\", \"end\", \"message\"}], \"help\"}],
+   \"errors\": N, \"warnings\": N, \"files\": N}
+Lines and columns are 1-based; columns count characters. Codes are listed in docs/diagnostics.md.
+
+Exit status: 0 clean (warnings allowed), 1 errors (or warnings with --deny-warnings), 2 usage or I/O error.")]
+    Check {
+        /// Files, folders (every *.adm below) or `-` for standard input; all form one program
+        #[arg(value_name = "FILE|DIR|-", default_value = ".")]
+        paths: Vec<PathBuf>,
+        /// Output format of the diagnostics
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Treat warnings as errors (exit 1 when there is any)
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Print nothing on success
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Format files in the canonical layout, keeping every comment
+    #[command(after_help = "\
+Files are rewritten in place (only when their layout changes); `-` reads standard input and
+prints the result. Files with syntax errors are left untouched and their errors reported.
+
+Exit status: 0 done, 1 syntax errors (or, with --check, files that would change), 2 usage or I/O error.")]
+    Fmt {
+        /// Files, folders (every *.adm below) or `-` for standard input
+        #[arg(value_name = "FILE|DIR|-", required = true)]
+        paths: Vec<PathBuf>,
+        /// Change nothing; list the files whose layout differs and exit 1 if there is any
+        #[arg(long)]
+        check: bool,
+        /// Print the formatted text to stdout instead of rewriting the files
+        #[arg(long, conflicts_with = "check")]
+        stdout: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let result = match cli.command {
+        Command::Check { paths, format, deny_warnings, quiet } => check(&paths, format, deny_warnings, quiet, color),
+        Command::Fmt { paths, check, stdout } => fmt(&paths, check, stdout, color),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(paths: &[PathBuf]) -> Result<Sources, String> {
+    Sources::load(paths).map_err(|e| e.to_string())
+}
+
+fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, quiet: bool, color: bool) -> Result<ExitCode, String> {
+    let sources = load(paths)?;
+    let checked = admc::check(&sources);
+    let (errors, warnings) = (checked.errors(), checked.warnings());
+    match format {
+        Format::Json => {
+            let report = render::json(&sources, &checked.diagnostics);
+            let mut stdout = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut stdout, &report).map_err(|e| format!("cannot write output: {e}"))?;
+            writeln!(stdout).map_err(|e| format!("cannot write output: {e}"))?;
+        }
+        Format::Human => {
+            let mut stderr = std::io::stderr().lock();
+            render::human(&sources, &checked.diagnostics, color, &mut stderr)
+                .map_err(|e| format!("cannot write diagnostics: {e}"))?;
+            if errors + warnings > 0 || !quiet {
+                let _ = writeln!(stderr, "{}", summary(sources.len(), errors, warnings));
+            }
+        }
+    }
+    let failed = errors > 0 || (deny_warnings && warnings > 0);
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn summary(files: usize, errors: usize, warnings: usize) -> String {
+    let files = plural(files, "file");
+    match (errors, warnings) {
+        (0, 0) => format!("checked {files}: no problems"),
+        (0, w) => format!("checked {files}: {}", plural(w, "warning")),
+        (e, 0) => format!("checked {files}: {}", plural(e, "error")),
+        (e, w) => format!("checked {files}: {}, {}", plural(e, "error"), plural(w, "warning")),
+    }
+}
+
+fn fmt(paths: &[PathBuf], check: bool, to_stdout: bool, color: bool) -> Result<ExitCode, String> {
+    let sources = load(paths)?;
+    let mut failed = false;
+    let mut differ = Vec::new();
+    for (id, source) in sources.iter() {
+        let formatted = match adm_syntax::format::format(&source.text) {
+            Ok(text) => text,
+            Err(mut diagnostics) => {
+                for d in &mut diagnostics {
+                    d.file = id;
+                }
+                let mut stderr = std::io::stderr().lock();
+                render::human(&sources, &diagnostics, color, &mut stderr)
+                    .map_err(|e| format!("cannot write diagnostics: {e}"))?;
+                let _ = writeln!(stderr, "`{}` was not formatted: it has syntax errors", source.name);
+                failed = true;
+                continue;
+            }
+        };
+        let changed = formatted != source.text;
+        match (&source.path, check, to_stdout) {
+            (_, true, _) => {
+                if changed {
+                    differ.push(source.name.clone());
+                }
+            }
+            (None, _, _) | (_, _, true) => {
+                print!("{formatted}");
+            }
+            (Some(path), false, false) => {
+                if changed {
+                    write_atomically(path, &formatted)?;
+                }
+            }
+        }
+    }
+    if check && !differ.is_empty() {
+        for name in &differ {
+            println!("{name}");
+        }
+        eprintln!(
+            "{} not in canonical form; run `admc fmt` on {}",
+            plural(differ.len(), "file"),
+            if differ.len() == 1 { "it" } else { "them" }
+        );
+        failed = true;
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Replaces a file's contents so that a crash never leaves it half written.
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.admc-fmt.{}", std::process::id()));
+    let result = std::fs::write(&tmp, text).and_then(|()| {
+        if let Ok(meta) = std::fs::metadata(path) {
+            std::fs::set_permissions(&tmp, meta.permissions())?;
+        }
+        std::fs::rename(&tmp, path)
+    });
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write `{}`: {e}", path.display())
+    })
+}

@@ -1,0 +1,1 @@
+//! The `.adm` language server (`admc lsp`). Empty shell: it arrives with the LSP issue (#7).
