@@ -142,3 +142,11 @@ pub fn json(sources: &Sources, diagnostics: &[Diagnostic]) -> JsonReport {
         files: sources.len(),
     }
 }
+
+/// [`human`] into a string, without colour: what snapshot tests and editors show.
+pub fn human_plain(sources: &Sources, diagnostics: &[Diagnostic]) -> String {
+    let mut buf = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = human(sources, diagnostics, false, &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}

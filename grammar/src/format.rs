@@ -159,8 +159,8 @@ impl Formatter<'_> {
             }
             ItemKind::Group(g) => {
                 let mut out = vec![text(format!("group {} = ", g.name))];
-                let members: Vec<(u32, Doc)> = g.members.iter().map(|m| (m.span.start, text(&m.text))).collect();
-                out.push(self.seq("[", "]", members, end, false));
+                let starts: Vec<u32> = g.members.iter().map(|m| m.span.start).collect();
+                out.push(self.seq("[", "]", &starts, end, false, |_, i| text(&g.members[i].text)));
                 out
             }
             ItemKind::Call(c) => {
@@ -173,9 +173,9 @@ impl Formatter<'_> {
             }
             ItemKind::Kind(k) => {
                 let mut out = vec![text(format!("kind {}", k.name))];
-                let params = k.params.iter().map(|p| (p.span.start, self.param(p))).collect();
+                let starts: Vec<u32> = k.params.iter().map(|p| p.span.start).collect();
                 let close = k.properties.as_ref().and_then(|p| p.first()).map_or(end, |f| f.span.start);
-                out.push(self.seq("(", ")", params, close, false));
+                out.push(self.seq("(", ")", &starts, close, false, |f, i| f.param(&k.params[i])));
                 if let Some(props) = &k.properties {
                     out.push(text(" "));
                     out.push(self.fields(props, end));
@@ -184,8 +184,8 @@ impl Formatter<'_> {
             }
             ItemKind::Enum(e) => {
                 let mut out = vec![text(format!("enum {} ", e.name))];
-                let variants = e.variants.iter().map(|v| (v.span.start, text(&v.text))).collect();
-                out.push(self.seq("{", "}", variants, end, true));
+                let starts: Vec<u32> = e.variants.iter().map(|v| v.span.start).collect();
+                out.push(self.seq("{", "}", &starts, end, true, |_, i| text(&e.variants[i].text)));
                 out
             }
             ItemKind::Policy(p) => self.policy(p, end),
@@ -196,17 +196,20 @@ impl Formatter<'_> {
 
     fn policy(&mut self, p: &Policy, end: u32) -> Vec<Doc> {
         let mut out = vec![text(format!("policy {} = {}", p.name, p.kind))];
-        let args = p.args.iter().map(|a| (a.span.start, self.field(a))).collect();
+        let starts: Vec<u32> = p.args.iter().map(|a| a.span.start).collect();
         let args_end = p.selectors.first().map_or(end, |s| s.span.start);
-        out.push(self.seq("(", ")", args, args_end.min(p.args_span.end), false));
-        let mut rest = vec![Doc::Line];
-        self.leading_here(p.selectors.first().map_or(end, |s| s.span.start), &mut rest);
+        out.push(self.seq("(", ")", &starts, args_end.min(p.args_span.end), false, |f, i| f.field(&p.args[i])));
+        let first_selector = p.selectors.first().map_or(end, |s| s.span.start);
+        let mut rest = Vec::new();
+        self.trailing(first_selector, &mut rest);
+        rest.push(Doc::Line);
+        self.leading(first_selector, &mut rest);
         rest.push(text("on "));
         let mut sels = Vec::new();
         let count = p.selectors.len();
         for (i, s) in p.selectors.iter().enumerate() {
             if i > 0 {
-                self.leading_here(s.span.start, &mut sels);
+                self.leading(s.span.start, &mut sels);
             }
             sels.push(self.selector(s));
             if i + 1 < count {
@@ -220,24 +223,11 @@ impl Formatter<'_> {
         if let Some(at) = p.at {
             self.trailing(at.span.start, &mut rest);
             rest.push(Doc::Line);
-            self.leading_here(at.span.start, &mut rest);
+            self.leading(at.span.start, &mut rest);
             rest.push(text(format!("at {}", at.side)));
         }
         out.push(Doc::Indent(rest));
         out
-    }
-
-    /// Comments inside a construct printed on one line: flushed as their own lines here.
-    fn leading_here(&mut self, limit: u32, out: &mut Vec<Doc>) {
-        let mut pending = Vec::new();
-        self.trailing(limit, &mut pending);
-        out.extend(pending);
-        let mut lines = Vec::new();
-        self.leading(limit, &mut lines);
-        if !lines.is_empty() {
-            out.push(Doc::HardLine);
-            out.extend(lines);
-        }
     }
 
     fn selector(&mut self, s: &Selector) -> Doc {
@@ -247,16 +237,16 @@ impl Formatter<'_> {
                 parts.push(text(format!(".{one}")));
             } else {
                 parts.push(text("."));
-                let ms = methods.iter().map(|m| (m.span.start, text(&m.text))).collect();
-                parts.push(self.seq("{", "}", ms, s.span.end, false));
+                let starts: Vec<u32> = methods.iter().map(|m| m.span.start).collect();
+                parts.push(self.seq("{", "}", &starts, s.span.end, false, |_, i| text(&methods[i].text)));
             }
         }
         Doc::Group(parts)
     }
 
     fn fields(&mut self, fields: &[Field], end: u32) -> Doc {
-        let docs = fields.iter().map(|f| (f.span.start, self.field(f))).collect();
-        self.seq("{", "}", docs, end, true)
+        let starts: Vec<u32> = fields.iter().map(|f| f.span.start).collect();
+        self.seq("{", "}", &starts, end, true, |f, i| f.field(&fields[i]))
     }
 
     fn field(&mut self, f: &Field) -> Doc {
@@ -283,23 +273,32 @@ impl Formatter<'_> {
             ValueKind::Size(s) => text(s.to_string()),
             ValueKind::Name(n) => text(n.clone()),
             ValueKind::List(items) => {
-                let docs = items.iter().map(|i| (i.span.start, self.value(i))).collect();
-                self.seq("[", "]", docs, v.span.end, false)
+                let starts: Vec<u32> = items.iter().map(|i| i.span.start).collect();
+                self.seq("[", "]", &starts, v.span.end, false, |f, i| f.value(&items[i]))
             }
             ValueKind::Apply(f, args) => {
-                let docs = args.iter().map(|i| (i.span.start, self.value(i))).collect();
-                Doc::Group(vec![text(f.text.clone()), self.seq("(", ")", docs, v.span.end, false)])
+                let starts: Vec<u32> = args.iter().map(|i| i.span.start).collect();
+                Doc::Group(vec![text(f.text.clone()), self.seq("(", ")", &starts, v.span.end, false, |f, i| f.value(&args[i]))])
             }
             ValueKind::Error => text(self.src.get(v.span.range()).unwrap_or("").to_string()),
         }
     }
 
     /// `open elem, elem close`: flat `{ a, b }` (with `spaced`) or `[a, b]`; broken one element
-    /// per line with a trailing comma. `end` bounds the comments that belong inside.
-    fn seq(&mut self, open: &str, close: &str, elems: Vec<(u32, Doc)>, end: u32, spaced: bool) -> Doc {
+    /// per line with a trailing comma. `starts` are where the elements begin in the source, `end`
+    /// bounds the comments that belong inside, and `elem` lays out element `i`. Elements are laid out
+    /// in order, as comments are taken in source order.
+    fn seq(
+        &mut self,
+        open: &str,
+        close: &str,
+        starts: &[u32],
+        end: u32,
+        spaced: bool,
+        mut elem: impl FnMut(&mut Self, usize) -> Doc,
+    ) -> Doc {
         let mut inner = Vec::new();
-        let count = elems.len();
-        let starts: Vec<u32> = elems.iter().map(|(s, _)| *s).collect();
+        let count = starts.len();
         if count == 0 {
             // Comments inside an empty pair of brackets.
             let mut comments = Vec::new();
@@ -319,8 +318,9 @@ impl Formatter<'_> {
         let mut head = Vec::new();
         self.trailing(first_start, &mut head);
         inner.push(if spaced { Doc::Line } else { Doc::SoftLine });
-        for (i, (start, doc)) in elems.into_iter().enumerate() {
+        for (i, &start) in starts.iter().enumerate() {
             self.leading(start, &mut inner);
+            let doc = elem(self, i);
             inner.push(doc);
             let next = starts.get(i + 1).copied().unwrap_or(end);
             if i + 1 < count {

@@ -44,13 +44,15 @@ pub fn parse(file: FileId, src: &str) -> Parse {
             (Some(first), Some(last)) => Span::new(first.0, last.2),
             _ => continue,
         };
-        close_brackets(file, &mut chunk, &mut diagnostics);
+        let unclosed = close_brackets(file, &mut chunk, &mut diagnostics);
         let mut recovered = Vec::new();
         let mut syntax = Vec::new();
         let result = parser.parse(file, &mut recovered, &mut syntax, chunk.into_iter().map(Ok::<_, ()>));
         let next = next.as_ref();
+        // Once a bracket is reported unclosed, errors at the end of the item only repeat it.
+        let at_end = |d: &Diagnostic| unclosed && d.span.start >= chunk_span.end;
         for e in recovered {
-            diagnostics.extend(syntax_error(file, e.error, next));
+            diagnostics.extend(syntax_error(file, e.error, next).filter(|d| !at_end(d)));
         }
         diagnostics.extend(syntax);
         let item = match result {
@@ -61,14 +63,14 @@ pub fn parse(file: FileId, src: &str) -> Parse {
                 item
             }
             Err(e) => {
-                diagnostics.extend(syntax_error(file, e, next));
+                diagnostics.extend(syntax_error(file, e, next).filter(|d| !at_end(d)));
                 Item::new(ItemKind::Error, chunk_span.start as usize, chunk_span.end as usize)
             }
         };
         items.push(item);
     }
     check_single_app(file, &items, &mut diagnostics);
-    attach_docs(src, &lexed.comments, &mut items);
+    attach_docs(file, src, &lexed.comments, &mut items, &mut diagnostics);
     diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
     Parse { file: SourceFile { items }, comments: lexed.comments, diagnostics }
 }
@@ -85,6 +87,8 @@ fn split_items(tokens: Vec<Spanned<'_>>) -> Vec<Vec<Spanned<'_>>> {
                 (Tok::Service, Some((_, Tok::Colon | Tok::Lt, _))) => {
                     matches!(iter.peek(), Some((_, Tok::Ident(_), _)))
                 }
+                // `service policy {`: a keyword where the name belongs is a misused name, not an item.
+                (_, Some((_, prev, _))) => !starts_item(prev),
                 _ => true,
             };
         if is_start && !current.is_empty() {
@@ -99,7 +103,8 @@ fn split_items(tokens: Vec<Spanned<'_>>) -> Vec<Vec<Spanned<'_>>> {
 }
 
 /// Reports brackets still open at the end of an item and appends the closing tokens.
-fn close_brackets(file: FileId, chunk: &mut Vec<Spanned<'_>>, diagnostics: &mut Vec<Diagnostic>) {
+/// Returns whether there were any.
+fn close_brackets(file: FileId, chunk: &mut Vec<Spanned<'_>>, diagnostics: &mut Vec<Diagnostic>) -> bool {
     let mut open: Vec<(usize, usize, Tok<'static>)> = Vec::new();
     for (l, tok, r) in chunk.iter() {
         let closer = match tok {
@@ -114,7 +119,8 @@ fn close_brackets(file: FileId, chunk: &mut Vec<Spanned<'_>>, diagnostics: &mut 
             open.pop();
         }
     }
-    let Some(end) = chunk.last().map(|t| t.2) else { return };
+    let Some(end) = chunk.last().map(|t| t.2) else { return false };
+    let any = !open.is_empty();
     for (l, r, closer) in open.into_iter().rev() {
         let (Some(opener), Some(closer_text)) = (chunk_opener(&closer), closer.fixed_text()) else { continue };
         diagnostics.push(
@@ -124,6 +130,7 @@ fn close_brackets(file: FileId, chunk: &mut Vec<Spanned<'_>>, diagnostics: &mut 
         );
         chunk.push((end, closer, end));
     }
+    any
 }
 
 fn chunk_opener(closer: &Tok<'_>) -> Option<&'static str> {
@@ -215,6 +222,18 @@ fn describe_expected(expected: &[String]) -> Option<String> {
             names.push(name);
         }
     }
+    // Names and values first, then the separator, then closing brackets, then the rest.
+    let rank = |n: &String| match n.as_str() {
+        "a name" | "a value" => 0,
+        "`,`" => 1,
+        "`}`" | "`]`" | "`)`" => 2,
+        _ => 3,
+    };
+    names.sort_by_key(rank);
+    // `name(` (as in `header("x")`) is rarely what was meant; mention it only when it is the only way on.
+    if names.len() > 1 {
+        names.retain(|n| n != "`(`");
+    }
     match names.len() {
         0 => None,
         1 => names.pop(),
@@ -243,8 +262,10 @@ fn check_single_app(file: FileId, items: &[Item], diagnostics: &mut Vec<Diagnost
     }
 }
 
-/// Gives each item the `///` lines directly above it (only white space between them).
-fn attach_docs(src: &str, comments: &[Comment], items: &mut [Item]) {
+/// Gives each item the `///` lines directly above it (only white space between them), and warns
+/// about doc comments that document nothing.
+fn attach_docs(file: FileId, src: &str, comments: &[Comment], items: &mut [Item], diagnostics: &mut Vec<Diagnostic>) {
+    let mut attached = vec![false; comments.len()];
     let mut prev_end = 0usize;
     let mut ci = 0;
     for item in items.iter_mut() {
@@ -252,24 +273,35 @@ fn attach_docs(src: &str, comments: &[Comment], items: &mut [Item]) {
         let mut before = Vec::new();
         while ci < comments.len() && (comments[ci].span.start as usize) < start {
             if comments[ci].span.start as usize >= prev_end {
-                before.push(&comments[ci]);
+                before.push(ci);
             }
             ci += 1;
         }
         let mut doc = Vec::new();
         let mut next_start = start;
-        for c in before.iter().rev() {
+        for &i in before.iter().rev() {
+            let c = &comments[i];
             let between = src.get(c.span.end as usize..next_start).unwrap_or("x");
             if !c.doc || !between.trim().is_empty() {
                 break;
             }
             let text = src.get(c.span.range()).unwrap_or("");
             let text = text.strip_prefix("///").unwrap_or(text);
-            doc.push(text.strip_prefix(' ').unwrap_or(text).to_string());
+            doc.push(text.strip_prefix(' ').unwrap_or(text).trim_end().to_string());
+            attached[i] = true;
             next_start = c.span.start as usize;
         }
         doc.reverse();
         item.doc = doc;
         prev_end = item.span.end as usize;
+    }
+    for (c, attached) in comments.iter().zip(attached) {
+        if c.doc && !attached {
+            diagnostics.push(
+                Diagnostic::warning("W0001", file, c.span, "doc comment documents no item")
+                    .with_primary("nothing to document follows this `///`")
+                    .with_help("write `//` for a plain comment, or put the doc comment right above an item"),
+            );
+        }
     }
 }
