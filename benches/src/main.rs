@@ -1,1 +1,185 @@
-fn main() {}
+//! `adm-bench`: benchmarks of the toolchain, printed as tables to quote.
+//!
+//! `adm-bench gen --services N` prints a synthetic program; `adm-bench check` measures the front end
+//! on a generated 10,000-service program (lexing+parsing throughput in process, then the whole
+//! `admc check` command: wall time and peak memory against the file size).
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use adm_bench::{generate, MeshShape};
+
+/// Counts live heap bytes, to report the parse's memory apart from the process's.
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: defers to the system allocator and only adds bookkeeping.
+#[allow(unsafe_code, reason = "a counting wrapper around the system allocator")]
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+        PEAK.fetch_max(live, Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "adm-bench", about = "Benchmarks of the .adm toolchain")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a generated program
+    Gen {
+        #[arg(long, default_value_t = 10_000)]
+        services: usize,
+        #[arg(long, default_value_t = 4.0)]
+        calls_per_service: f64,
+        #[arg(long, default_value_t = 1.0)]
+        policies_per_service: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Time lexing+parsing and the whole `admc check` of a generated program
+    Check {
+        #[arg(long, default_value_t = 10_000)]
+        services: usize,
+        /// Repetitions; the median is reported
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// The admc binary (default: next to this one; build both with --release)
+        #[arg(long)]
+        admc: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Cmd::Gen { services, calls_per_service, policies_per_service, seed } => {
+            print!("{}", generate(MeshShape { services, calls_per_service, policies_per_service, seed }));
+            ExitCode::SUCCESS
+        }
+        Cmd::Check { services, runs, admc } => match check(services, runs.max(1), admc) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn check(services: usize, runs: usize, admc: Option<PathBuf>) -> Result<(), String> {
+    let text = generate(MeshShape { services, calls_per_service: 4.0, policies_per_service: 1.0, seed: 1 });
+    let mb = text.len() as f64 / 1e6;
+    let items = text.lines().filter(|l| !l.is_empty() && !l.starts_with("//")).count();
+    println!("program: {services} services, {items} items, {mb:.2} MB");
+
+    let admc = match admc {
+        Some(p) => p,
+        None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("admc"),
+    };
+    if !admc.exists() {
+        return Err(format!("`{}` not found; run `cargo build --release -p admc` first", admc.display()));
+    }
+    let dir = std::env::temp_dir().join(format!("adm-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let file = dir.join("mesh.adm");
+    std::fs::write(&file, &text).map_err(|e| e.to_string())?;
+    drop(text);
+    let mut walls = Vec::new();
+    let mut peak_kb = 0i64;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let status = Command::new(&admc)
+            .arg("check")
+            .arg("-q")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("cannot run `{}`: {e}", admc.display()))?;
+        walls.push(t.elapsed());
+        if !status.status.success() {
+            return Err(format!("admc check failed: {}", String::from_utf8_lossy(&status.stderr)));
+        }
+        peak_kb = peak_kb.max(children_max_rss_kb());
+    }
+    let wall = median(walls);
+    let peak_mb = peak_kb as f64 / 1024.0;
+    println!("admc check:  {:>8.1} ms  (median of {runs})", wall.as_secs_f64() * 1e3);
+    println!("peak RSS:    {:>8.1} MB  ({:.1}x the file)", peak_mb, peak_mb * 1.048_576 / mb);
+
+    // In-process figures come after the child runs: a child's peak RSS counts the parent's pages
+    // at spawn time, so the parent stays small until then.
+    let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut lex = Vec::new();
+    let mut parse = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let lexed = adm_syntax::lexer::lex(adm_syntax::FileId(0), &text);
+        lex.push(t.elapsed());
+        std::hint::black_box(lexed.tokens.len());
+        let t = Instant::now();
+        let parsed = adm_syntax::parse(adm_syntax::FileId(0), &text);
+        parse.push(t.elapsed());
+        if parsed.has_errors() {
+            return Err(format!("the generated program has syntax errors: {:?}", parsed.diagnostics.first()));
+        }
+    }
+    let (lex, parse) = (median(lex), median(parse));
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let before = LIVE.load(Relaxed);
+        PEAK.store(before, Relaxed);
+        let parsed = adm_syntax::parse(adm_syntax::FileId(0), &text);
+        let (live, peak) = (LIVE.load(Relaxed) - before, PEAK.load(Relaxed) - before);
+        std::hint::black_box(&parsed);
+        println!(
+            "parse heap:  {:>8.1} MB tree, {:.1} MB peak while parsing ({:.1}x the file)",
+            live as f64 / 1e6,
+            peak as f64 / 1e6,
+            peak as f64 / 1e6 / mb
+        );
+    }
+    println!("lex:         {:>8.1} ms  {:>7.1} MB/s", lex.as_secs_f64() * 1e3, mb / lex.as_secs_f64());
+    println!("lex+parse:   {:>8.1} ms  {:>7.1} MB/s", parse.as_secs_f64() * 1e3, mb / parse.as_secs_f64());
+
+    Ok(())
+}
+
+/// The largest resident set of any waited-for child, in KiB (Linux `getrusage`).
+fn children_max_rss_kb() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid value.
+    #[allow(unsafe_code, reason = "getrusage has no safe wrapper in std")]
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    usage.ru_maxrss
+}

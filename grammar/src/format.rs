@@ -278,7 +278,10 @@ impl Formatter<'_> {
             }
             ValueKind::Apply(f, args) => {
                 let starts: Vec<u32> = args.iter().map(|i| i.span.start).collect();
-                Doc::Group(vec![text(f.text.clone()), self.seq("(", ")", &starts, v.span.end, false, |f, i| f.value(&args[i]))])
+                Doc::Group(vec![
+                    text(f.text.clone()),
+                    self.seq("(", ")", &starts, v.span.end, false, |f, i| f.value(&args[i])),
+                ])
             }
             ValueKind::Error => text(self.src.get(v.span.range()).unwrap_or("").to_string()),
         }

@@ -168,84 +168,132 @@ pub struct Lexed<'a> {
     pub errors: Vec<Diagnostic>,
 }
 
-/// Lexes one file. A leading byte-order mark is skipped.
+/// Lexes one file into a vector. A leading byte-order mark is skipped.
 pub fn lex(file: FileId, src: &str) -> Lexed<'_> {
-    let mut out = Lexed::default();
-    let bom = if src.starts_with('\u{feff}') { '\u{feff}'.len_utf8() } else { 0 };
-    let mut raw = Raw::lexer(src);
-    if bom > 0 {
-        raw.bump(bom);
+    let mut lexer = Lexer::new(file, src);
+    let tokens = lexer.by_ref().collect();
+    Lexed { tokens, comments: lexer.comments, errors: lexer.errors }
+}
+
+/// The lexer as an iterator of significant tokens, for the parser to consume as it goes: the
+/// token stream of a large file is never held in memory whole. Comments and errors accumulate in
+/// the public fields.
+pub struct Lexer<'a> {
+    raw: logos::Lexer<'a, Raw>,
+    file: FileId,
+    /// An error token not handed out yet, so that a run of bad characters becomes one token.
+    pending: Option<(usize, Tok<'a>, usize)>,
+    pub comments: Vec<Comment>,
+    pub errors: Vec<Diagnostic>,
+}
+
+impl<'a> Lexer<'a> {
+    pub fn new(file: FileId, src: &'a str) -> Lexer<'a> {
+        let mut raw = Raw::lexer(src);
+        if src.starts_with('\u{feff}') {
+            raw.bump('\u{feff}'.len_utf8());
+        }
+        Lexer { raw, file, pending: None, comments: Vec::new(), errors: Vec::new() }
     }
-    // End of the last run of unlexable characters, to merge adjacent ones.
-    let mut bad_run_end: Option<usize> = None;
-    while let Some(result) = raw.next() {
-        let range = raw.span();
-        let text = raw.slice();
-        let span = Span::new(range.start, range.end);
-        let tok = match result {
-            Ok(Raw::Comment) => {
-                let doc = text.starts_with("///") && !text.starts_with("////");
-                out.comments.push(Comment { span, doc });
-                continue;
-            }
-            Ok(Raw::Ident) => keyword(text).unwrap_or(Tok::Ident(text)),
-            Ok(Raw::Number) => number(text).unwrap_or_else(|err| {
-                out.errors.push(err.into_diagnostic(file, span, text));
-                Tok::Error
-            }),
-            Ok(Raw::Str) => match unescape(&text[1..text.len() - 1]) {
-                Ok(s) => Tok::Str(s),
-                Err((offset, len, msg)) => {
-                    let at = range.start + 1 + offset;
-                    out.errors.push(
-                        Diagnostic::error("E0003", file, Span::new(at, at + len), msg)
-                            .with_help("the escapes are \\\" \\\\ \\n \\r \\t \\0 and \\u{…}"),
+
+    /// The next significant token, with bad characters reported and merged.
+    fn next_token(&mut self) -> Option<(usize, Tok<'a>, usize)> {
+        let file = self.file;
+        loop {
+            let result = self.raw.next()?;
+            let range = self.raw.span();
+            let text = self.raw.slice();
+            let span = Span::new(range.start, range.end);
+            let tok = match result {
+                Ok(Raw::Comment) => {
+                    let doc = text.starts_with("///") && !text.starts_with("////");
+                    self.comments.push(Comment { span, doc });
+                    continue;
+                }
+                Ok(Raw::Ident) => keyword(text).unwrap_or(Tok::Ident(text)),
+                Ok(Raw::Number) => number(text).unwrap_or_else(|err| {
+                    self.errors.push(err.into_diagnostic(file, span, text));
+                    Tok::Error
+                }),
+                Ok(Raw::Str) => match unescape(&text[1..text.len() - 1]) {
+                    Ok(s) => Tok::Str(s),
+                    Err((offset, len, msg)) => {
+                        let at = range.start + 1 + offset;
+                        self.errors.push(
+                            Diagnostic::error("E0003", file, Span::new(at, at + len), msg)
+                                .with_help("the escapes are \\\" \\\\ \\n \\r \\t \\0 and \\u{…}"),
+                        );
+                        Tok::Error
+                    }
+                },
+                Ok(Raw::UnterminatedStr) => {
+                    self.errors.push(
+                        Diagnostic::error("E0002", file, span, "unterminated string")
+                            .with_primary("this string has no closing `\"` on its line")
+                            .with_help("strings end on the line they start; write a newline as `\\n`"),
                     );
                     Tok::Error
                 }
-            },
-            Ok(Raw::UnterminatedStr) => {
-                out.errors.push(
-                    Diagnostic::error("E0002", file, span, "unterminated string")
-                        .with_primary("this string has no closing `\"` on its line")
-                        .with_help("strings end on the line they start; write a newline as `\\n`"),
-                );
-                Tok::Error
-            }
-            Ok(Raw::LBrace) => Tok::LBrace,
-            Ok(Raw::RBrace) => Tok::RBrace,
-            Ok(Raw::LParen) => Tok::LParen,
-            Ok(Raw::RParen) => Tok::RParen,
-            Ok(Raw::LBracket) => Tok::LBracket,
-            Ok(Raw::RBracket) => Tok::RBracket,
-            Ok(Raw::Comma) => Tok::Comma,
-            Ok(Raw::Colon) => Tok::Colon,
-            Ok(Raw::Eq) => Tok::Eq,
-            Ok(Raw::Arrow) => Tok::Arrow,
-            Ok(Raw::Dot) => Tok::Dot,
-            Ok(Raw::Star) => Tok::Star,
-            Ok(Raw::Lt) => Tok::Lt,
-            Ok(Raw::Gt) => Tok::Gt,
-            Err(()) => {
-                // A run of bad characters is one error token and one diagnostic.
-                if let (Some(end), Some((_, Tok::Error, last_end))) = (bad_run_end, out.tokens.last_mut()) {
-                    if end == range.start {
-                        *last_end = range.end;
-                        bad_run_end = Some(range.end);
-                        if let Some(d) = out.errors.last_mut() {
-                            d.span.end = span.end;
+                Ok(Raw::LBrace) => Tok::LBrace,
+                Ok(Raw::RBrace) => Tok::RBrace,
+                Ok(Raw::LParen) => Tok::LParen,
+                Ok(Raw::RParen) => Tok::RParen,
+                Ok(Raw::LBracket) => Tok::LBracket,
+                Ok(Raw::RBracket) => Tok::RBracket,
+                Ok(Raw::Comma) => Tok::Comma,
+                Ok(Raw::Colon) => Tok::Colon,
+                Ok(Raw::Eq) => Tok::Eq,
+                Ok(Raw::Arrow) => Tok::Arrow,
+                Ok(Raw::Dot) => Tok::Dot,
+                Ok(Raw::Star) => Tok::Star,
+                Ok(Raw::Lt) => Tok::Lt,
+                Ok(Raw::Gt) => Tok::Gt,
+                Err(()) => {
+                    // A run of bad characters is one error token and one diagnostic.
+                    if let Some((_, Tok::Error, end)) = &mut self.pending {
+                        if *end == range.start && self.errors.last().is_some_and(|d| d.code == "E0001") {
+                            *end = range.end;
+                            if let Some(d) = self.errors.last_mut() {
+                                d.span.end = span.end;
+                            }
+                            continue;
                         }
-                        continue;
                     }
+                    self.errors.push(bad_character(file, span, text));
+                    Tok::Error
                 }
-                bad_run_end = Some(range.end);
-                out.errors.push(bad_character(file, span, text));
-                Tok::Error
-            }
-        };
-        out.tokens.push((range.start, tok, range.end));
+            };
+            return Some((range.start, tok, range.end));
+        }
     }
-    out
+}
+
+impl<'a> Iterator for Lexer<'a> {
+    type Item = (usize, Tok<'a>, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let Some(tok) = self.next_token() else { return self.pending.take() };
+            // Hold bad-character tokens back one step so that the next one can extend them.
+            let hold = matches!(tok.1, Tok::Error)
+                && self.errors.last().is_some_and(|d| d.code == "E0001" && d.span.start as usize == tok.0);
+            let out = self.pending.take();
+            if hold {
+                self.pending = Some(tok);
+                if out.is_some() {
+                    return out;
+                }
+                continue;
+            }
+            match out {
+                Some(prev) => {
+                    self.pending = Some(tok);
+                    return Some(prev);
+                }
+                None => return Some(tok),
+            }
+        }
+    }
 }
 
 fn bad_character(file: FileId, span: Span, text: &str) -> Diagnostic {

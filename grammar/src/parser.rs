@@ -10,7 +10,7 @@ use lalrpop_util::ParseError;
 use crate::ast::{Item, ItemKind, SourceFile};
 use crate::diagnostic::{Diagnostic, FileId, Span};
 use crate::grammar::ItemParser;
-use crate::lexer::{self, starts_item, Comment, Tok};
+use crate::lexer::{self, starts_item, Comment, Lexer, Tok};
 
 /// The result of parsing one file: always a tree, plus every problem found on the way.
 #[derive(Clone, Debug, Default)]
@@ -31,75 +31,81 @@ impl Parse {
 type Spanned<'a> = (usize, Tok<'a>, usize);
 
 /// Parses one file. Never fails and never panics: problems come back as diagnostics.
+///
+/// Tokens stream from the lexer into one item's chunk at a time, so memory holds the tree, not the
+/// token stream.
 pub fn parse(file: FileId, src: &str) -> Parse {
-    let lexed = lexer::lex(file, src);
-    let mut diagnostics = lexed.errors;
+    let mut lexer = Lexer::new(file, src);
     let parser = ItemParser::new();
-    let chunks = split_items(lexed.tokens);
-    let mut items = Vec::with_capacity(chunks.len());
-    let mut next_starts = chunks.iter().skip(1).map(|c| c.first().cloned()).collect::<Vec<_>>();
-    next_starts.push(None);
-    for (mut chunk, next) in chunks.into_iter().zip(next_starts) {
-        let chunk_span = match (chunk.first(), chunk.last()) {
-            (Some(first), Some(last)) => Span::new(first.0, last.2),
-            _ => continue,
-        };
-        let unclosed = close_brackets(file, &mut chunk, &mut diagnostics);
-        let mut recovered = Vec::new();
-        let mut syntax = Vec::new();
-        let result = parser.parse(file, &mut recovered, &mut syntax, chunk.into_iter().map(Ok::<_, ()>));
-        let next = next.as_ref();
-        // Once a bracket is reported unclosed, errors at the end of the item only repeat it.
-        let at_end = |d: &Diagnostic| unclosed && d.span.start >= chunk_span.end;
-        for e in recovered {
-            diagnostics.extend(syntax_error(file, e.error, next).filter(|d| !at_end(d)));
+    let mut items = Vec::new();
+    let mut diagnostics = Vec::new();
+    let mut chunk: Vec<Spanned<'_>> = Vec::new();
+    let mut tokens = lexer.by_ref().peekable();
+    while let Some(tok) = tokens.next() {
+        if !chunk.is_empty() && starts_chunk(&tok.1, chunk.last().map(|t| &t.1), tokens.peek().map(|t| &t.1)) {
+            items.push(parse_chunk(&parser, file, &mut chunk, Some(&tok), &mut diagnostics));
         }
-        diagnostics.extend(syntax);
-        let item = match result {
-            Ok(mut item) => {
-                if item.kind == ItemKind::Error {
-                    item.span = chunk_span;
-                }
-                item
-            }
-            Err(e) => {
-                diagnostics.extend(syntax_error(file, e, next).filter(|d| !at_end(d)));
-                Item::new(ItemKind::Error, chunk_span.start as usize, chunk_span.end as usize)
-            }
-        };
-        items.push(item);
+        chunk.push(tok);
     }
+    if !chunk.is_empty() {
+        items.push(parse_chunk(&parser, file, &mut chunk, None, &mut diagnostics));
+    }
+    drop(tokens);
+    diagnostics.append(&mut lexer.errors);
     check_single_app(file, &items, &mut diagnostics);
-    attach_docs(file, src, &lexed.comments, &mut items, &mut diagnostics);
+    attach_docs(file, src, &lexer.comments, &mut items, &mut diagnostics);
     diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
-    Parse { file: SourceFile { items }, comments: lexed.comments, diagnostics }
+    Parse { file: SourceFile { items }, comments: lexer.comments, diagnostics }
 }
 
-/// Splits before each item keyword. `service` is also a type (`to: service`, `list<service>`): after
-/// `:` or `<` it starts an item only when a name follows.
-fn split_items(tokens: Vec<Spanned<'_>>) -> Vec<Vec<Spanned<'_>>> {
-    let mut chunks: Vec<Vec<Spanned<'_>>> = Vec::new();
-    let mut current: Vec<Spanned<'_>> = Vec::new();
-    let mut iter = tokens.into_iter().peekable();
-    while let Some(tok) = iter.next() {
-        let is_start = starts_item(&tok.1)
-            && match (&tok.1, current.last()) {
-                (Tok::Service, Some((_, Tok::Colon | Tok::Lt, _))) => {
-                    matches!(iter.peek(), Some((_, Tok::Ident(_), _)))
-                }
-                // `service policy {`: a keyword where the name belongs is a misused name, not an item.
-                (_, Some((_, prev, _))) => !starts_item(prev),
-                _ => true,
-            };
-        if is_start && !current.is_empty() {
-            chunks.push(std::mem::take(&mut current));
+/// Whether `tok` starts a new item. `service` is also a type (`to: service`, `list<service>`):
+/// after `:` or `<` it starts an item only when a name follows. A keyword right after an item
+/// keyword stands where the name belongs (`service policy {`): a misused name, not an item.
+fn starts_chunk(tok: &Tok<'_>, prev: Option<&Tok<'_>>, next: Option<&Tok<'_>>) -> bool {
+    if !starts_item(tok) {
+        return false;
+    }
+    match (tok, prev) {
+        (Tok::Service, Some(Tok::Colon | Tok::Lt)) => matches!(next, Some(Tok::Ident(_))),
+        (_, Some(prev)) => !starts_item(prev),
+        _ => true,
+    }
+}
+
+/// Parses one item's tokens (and empties `chunk` for the next one).
+fn parse_chunk<'a>(
+    parser: &ItemParser,
+    file: FileId,
+    chunk: &mut Vec<Spanned<'a>>,
+    next: Option<&Spanned<'a>>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Item {
+    let chunk_span = match (chunk.first(), chunk.last()) {
+        (Some(first), Some(last)) => Span::new(first.0, last.2),
+        _ => Span::default(),
+    };
+    let unclosed = close_brackets(file, chunk, diagnostics);
+    let mut recovered = Vec::new();
+    let mut syntax = Vec::new();
+    let result = parser.parse(file, &mut recovered, &mut syntax, chunk.drain(..).map(Ok::<_, ()>));
+    // Once a bracket is reported unclosed, errors at the end of the item only repeat it.
+    let at_end = |d: &Diagnostic| unclosed && d.span.start >= chunk_span.end;
+    for e in recovered {
+        diagnostics.extend(syntax_error(file, e.error, next).filter(|d| !at_end(d)));
+    }
+    diagnostics.extend(syntax);
+    match result {
+        Ok(mut item) => {
+            if item.kind == ItemKind::Error {
+                item.span = chunk_span;
+            }
+            item
         }
-        current.push(tok);
+        Err(e) => {
+            diagnostics.extend(syntax_error(file, e, next).filter(|d| !at_end(d)));
+            Item::new(ItemKind::Error, chunk_span.start as usize, chunk_span.end as usize)
+        }
     }
-    if !current.is_empty() {
-        chunks.push(current);
-    }
-    chunks
 }
 
 /// Reports brackets still open at the end of an item and appends the closing tokens.

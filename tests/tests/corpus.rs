@@ -2,6 +2,8 @@
 //! `corpus/err` reports at least one diagnostic (an error or a warning). Each file's snapshot shows its source, then the rendered
 //! diagnostics (no colour) — for `ok` files, then its canonical form.
 
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+
 use std::path::Path;
 
 use admc::{render, Sources};
@@ -65,7 +67,9 @@ fn five_independent_errors_are_five_diagnostics_at_their_lines() {
     }
     // Items after an error are whole, and a broken item keeps the parts before its error.
     let item = |name: &str| parse.file.items.iter().find(|i| i.name().is_some_and(|n| n.text == name));
-    let Some(adm_syntax::ast::ItemKind::Service(geo)) = item("geo").map(|i| &i.kind) else { panic!("geo is not a service") };
+    let Some(adm_syntax::ast::ItemKind::Service(geo)) = item("geo").map(|i| &i.kind) else {
+        panic!("geo is not a service")
+    };
     assert_eq!(geo.fields.len(), 2);
     let Some(adm_syntax::ast::ItemKind::Policy(a)) = item("a").map(|i| &i.kind) else { panic!("a is not a policy") };
     assert_eq!((a.kind.text.as_str(), a.args.len(), a.selectors.len()), ("allow", 1, 0));

@@ -1,6 +1,8 @@
 //! Properties of the front end: no input makes it panic, and formatting is a faithful, stable
 //! canonical form (parse ∘ format is the identity on trees, format is idempotent, comments survive).
 
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+
 use std::path::{Path, PathBuf};
 
 use adm_syntax::{format, parse, FileId};
@@ -40,10 +42,58 @@ fn assert_format_faithful(src: &str) {
 }
 
 const VOCAB: &[&str] = &[
-    "app", "service", "group", "call", "kind", "enum", "policy", "on", "at", "external", "true", "false", "a",
-    "b-c", "d_1", "ingress", "egress", "list", "int", "header", "{", "}", "(", ")", "[", "]", ",", ":", "=", "->",
-    ".", "*", "<", ">", "42", "0", "250ms", "1s", "100/s", "5%", "12.5%", "4KB", "\"x\"", "\"a\\\"b\"",
-    "// note\n", "/// doc\n", "\n", "\n\n", "$", "\"open", "1.5s", "7/min",
+    "app",
+    "service",
+    "group",
+    "call",
+    "kind",
+    "enum",
+    "policy",
+    "on",
+    "at",
+    "external",
+    "true",
+    "false",
+    "a",
+    "b-c",
+    "d_1",
+    "ingress",
+    "egress",
+    "list",
+    "int",
+    "header",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    ":",
+    "=",
+    "->",
+    ".",
+    "*",
+    "<",
+    ">",
+    "42",
+    "0",
+    "250ms",
+    "1s",
+    "100/s",
+    "5%",
+    "12.5%",
+    "4KB",
+    "\"x\"",
+    "\"a\\\"b\"",
+    "// note\n",
+    "/// doc\n",
+    "\n",
+    "\n\n",
+    "$",
+    "\"open",
+    "1.5s",
+    "7/min",
 ];
 
 /// Programs in the language's own shapes, so the formatter sees comments in every position.
@@ -51,8 +101,20 @@ fn valid_program() -> impl Strategy<Value = String> {
     let name = prop::sample::select(vec!["a", "b", "frontend", "mongodb-rate", "x_1"]);
     let comment = prop::option::weighted(0.3, prop::sample::select(vec![" // c1", " // trailing", "\n// own line"]));
     let value = prop::sample::select(vec![
-        "1", "\"s\"", "1s", "20ms", "100/s", "5%", "0.25%", "4KB", "true", "round_robin", "[a, b]", "[]",
-        "header(\"x\")", "[header(name), outcome]",
+        "1",
+        "\"s\"",
+        "1s",
+        "20ms",
+        "100/s",
+        "5%",
+        "0.25%",
+        "4KB",
+        "true",
+        "round_robin",
+        "[a, b]",
+        "[]",
+        "header(\"x\")",
+        "[header(name), outcome]",
     ]);
     let field = (name.clone(), value, comment.clone()).prop_map(|(n, v, c)| format!("{n}: {v},{}\n", c.unwrap_or("")));
     let fields = prop::collection::vec(field, 0..4).prop_map(|f| f.concat());
@@ -62,17 +124,29 @@ fn valid_program() -> impl Strategy<Value = String> {
         (name.clone(), fields.clone()).prop_map(|(n, f)| format!("service {n} {{{f}}}")),
         (name.clone(), name.clone(), prop::option::of(fields.clone()))
             .prop_map(|(a, b, f)| format!("call {a} -> {b} {}", f.map(|f| format!("{{{f}}}")).unwrap_or_default())),
-        (name.clone(), prop::collection::vec(name.clone(), 0..4)).prop_map(|(n, m)| format!("group {n} = [{}]", m.join(", "))),
-        (name.clone(), fields.clone(), prop::collection::vec(selector, 1..4), prop::option::of(prop::sample::select(vec!["ingress", "egress"])))
+        (name.clone(), prop::collection::vec(name.clone(), 0..4))
+            .prop_map(|(n, m)| format!("group {n} = [{}]", m.join(", "))),
+        (
+            name.clone(),
+            fields.clone(),
+            prop::collection::vec(selector, 1..4),
+            prop::option::of(prop::sample::select(vec!["ingress", "egress"]))
+        )
             .prop_map(|(n, f, s, at)| format!(
                 "policy {n} = allow({}) on {}{}",
-                f.replace('\n', " "), s.join(", "), at.map(|a| format!(" at {a}")).unwrap_or_default()
-            ).replace("// c1 ", "").replace("// trailing ", "").replace("// own line ", "")),
+                f.replace('\n', " "),
+                s.join(", "),
+                at.map(|a| format!(" at {a}")).unwrap_or_default()
+            )
+            .replace("// c1 ", "")
+            .replace("// trailing ", "")
+            .replace("// own line ", "")),
         (name.clone(), fields).prop_map(|(n, f)| format!("kind {n}(p: list<service> = [a], q: int) {{{f}}}")),
     ];
     let doc = prop::option::weighted(0.3, prop::sample::select(vec!["/// Documented.\n", "// plain\n\n"]));
-    prop::collection::vec((doc, item, comment), 0..6)
-        .prop_map(|items| items.into_iter().map(|(d, i, c)| format!("{}{i}{}\n", d.unwrap_or(""), c.unwrap_or(""))).collect())
+    prop::collection::vec((doc, item, comment), 0..6).prop_map(|items| {
+        items.into_iter().map(|(d, i, c)| format!("{}{i}{}\n", d.unwrap_or(""), c.unwrap_or(""))).collect()
+    })
 }
 
 proptest! {
