@@ -1,16 +1,15 @@
-//! `admc check`: every file of a program parsed, every problem collected.
-//!
-//! Today this is the syntax stage; name resolution and type checking join it with the typed
-//! semantics issue (#3).
+//! `admc check`: a program checked through the salsa database.
 
 use adm_syntax::{Diagnostic, FileId, Parse};
 
+use crate::db::{self, Database, Program};
 use crate::source::Sources;
 
-/// A checked program: the parse of every file and all diagnostics, in file then source order.
-#[derive(Debug, Default)]
+/// A checked program: the database that holds every stage's results, and all diagnostics
+/// (file by file, each in source order).
 pub struct Checked {
-    pub files: Vec<(FileId, Parse)>,
+    pub db: Database,
+    pub program: Program,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -22,15 +21,20 @@ impl Checked {
     pub fn warnings(&self) -> usize {
         self.diagnostics.len() - self.errors()
     }
+
+    /// The syntax tree of a file of the program.
+    pub fn parse(&self, file: FileId) -> Option<&Parse> {
+        let files = self.program.files(&self.db);
+        let source = files.iter().find(|f| f.id(&self.db) == file)?;
+        Some(db::parse_file(&self.db, *source))
+    }
 }
 
 /// Checks all files as one program.
 pub fn check(sources: &Sources) -> Checked {
-    let mut checked = Checked::default();
-    for (id, source) in sources.iter() {
-        let parse = adm_syntax::parse(id, &source.text);
-        checked.diagnostics.extend(parse.diagnostics.iter().cloned());
-        checked.files.push((id, parse));
-    }
-    checked
+    let db = Database::default();
+    let files: Vec<(String, String)> = sources.iter().map(|(_, s)| (s.name.clone(), s.text.clone())).collect();
+    let program = db.program(&files);
+    let diagnostics = db::program_diagnostics(&db, program).clone();
+    Checked { db, program, diagnostics }
 }

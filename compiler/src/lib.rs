@@ -1,8 +1,11 @@
 //! The `.adm` compiler as a library: what the `admc` command line (and, later, the language
-//! server) calls. The stages are pure functions of file texts; only [`source`] reads files.
+//! server) calls. The stages are pure functions of file texts, run as salsa queries ([`db`]);
+//! only [`source`] reads files.
 
 pub mod check;
+pub mod db;
 pub mod render;
+pub mod sema;
 pub mod source;
 
 pub use check::{check, Checked};

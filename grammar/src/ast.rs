@@ -82,11 +82,12 @@ pub struct Group {
     pub members: Vec<Name>,
 }
 
-/// `call SRC -> DST { field: value, … }`; `fields` is `None` without braces.
+/// `call SRC -> DST { field: value, … }`; `fields` is `None` without braces. An end is a service,
+/// or `external` to describe a service's implicit external edge (`*` parses, to be reported).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Call {
-    pub from: Name,
-    pub to: Name,
+    pub from: Endpoint,
+    pub to: Endpoint,
     pub fields: Option<Vec<Field>>,
 }
 

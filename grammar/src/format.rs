@@ -55,6 +55,8 @@ enum Doc {
     Group(Vec<Doc>),
     /// Text put at the end of the current line (a trailing comment); breaks the enclosing groups.
     LineSuffix(String),
+    /// Prints nothing; breaks the enclosing groups.
+    BreakParent,
 }
 
 fn text(s: impl Into<String>) -> Doc {
@@ -177,8 +179,16 @@ impl Formatter<'_> {
                 let close = k.properties.as_ref().and_then(|p| p.first()).map_or(end, |f| f.span.start);
                 out.push(self.seq("(", ")", &starts, close, false, |f, i| f.param(&k.params[i])));
                 if let Some(props) = &k.properties {
+                    // A kind's properties are its placement semantics: one per line, always.
                     out.push(text(" "));
-                    out.push(self.fields(props, end));
+                    let block = self.fields(props, end);
+                    out.push(match block {
+                        Doc::Group(mut parts) if !props.is_empty() => {
+                            parts.push(Doc::BreakParent);
+                            Doc::Group(parts)
+                        }
+                        other => other,
+                    });
                 }
                 out
             }
@@ -428,6 +438,7 @@ fn print(docs: &[Doc]) -> String {
                 stack.extend(inner.iter().rev().map(|d| (indent, mode, d)));
             }
             Doc::LineSuffix(s) => suffix.push(s.clone()),
+            Doc::BreakParent => {}
         }
     }
     for s in suffix.drain(..) {
@@ -447,7 +458,7 @@ fn fits(docs: &[Doc], width: usize) -> bool {
             Doc::Text(s) => remaining -= s.chars().count() as isize,
             Doc::Line => remaining -= 1,
             Doc::SoftLine => {}
-            Doc::HardLine | Doc::LineSuffix(_) => return false,
+            Doc::HardLine | Doc::LineSuffix(_) | Doc::BreakParent => return false,
             Doc::IfBreak(_, flat) => remaining -= flat.len() as isize,
             Doc::Indent(inner) | Doc::Group(inner) => stack.extend(inner.iter().rev()),
         }

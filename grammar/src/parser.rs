@@ -13,7 +13,7 @@ use crate::grammar::ItemParser;
 use crate::lexer::{self, starts_item, Comment, Lexer, Tok};
 
 /// The result of parsing one file: always a tree, plus every problem found on the way.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Parse {
     pub file: SourceFile,
     /// Every `//` and `///` comment in source order (the formatter and the language server use them).

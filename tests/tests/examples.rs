@@ -38,7 +38,8 @@ fn hotel_reservation_has_the_papers_shape() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hotel-reservation");
     let sources = Sources::load(&[dir]).unwrap_or_else(|e| panic!("{e}"));
     let checked = admc::check(&sources);
-    let items: Vec<&adm_syntax::ast::Item> = checked.files.iter().flat_map(|(_, p)| p.file.items.iter()).collect();
+    let items: Vec<&adm_syntax::ast::Item> =
+        sources.iter().filter_map(|(id, _)| checked.parse(id)).flat_map(|p| p.file.items.iter()).collect();
     let services = items.iter().filter(|i| matches!(i.kind, adm_syntax::ast::ItemKind::Service(_))).count();
     assert_eq!(services, 18);
     let databases = items.iter().find_map(|i| match &i.kind {
