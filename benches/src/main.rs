@@ -168,7 +168,63 @@ fn check(services: usize, runs: usize, admc: Option<PathBuf>) -> Result<(), Stri
     }
     println!("lex:         {:>8.1} ms  {:>7.1} MB/s", lex.as_secs_f64() * 1e3, mb / lex.as_secs_f64());
     println!("lex+parse:   {:>8.1} ms  {:>7.1} MB/s", parse.as_secs_f64() * 1e3, mb / parse.as_secs_f64());
+    semantic(&text, runs)?;
 
+    Ok(())
+}
+
+/// Full checks (parse, names, types, legal sides, conflicts) and re-checks after a one-argument
+/// edit through salsa, with the program in one file and in 100 files.
+fn semantic(text: &str, runs: usize) -> Result<(), String> {
+    use admc::db::{self, Database};
+    use salsa::Setter;
+    for files in [1usize, 100] {
+        let parts = adm_bench::split(text, files);
+        let mut full = Vec::new();
+        for _ in 0..runs {
+            let db = Database::default();
+            let t = Instant::now();
+            let program = db.program(&parts);
+            let errors = db::program_diagnostics(&db, program).iter().filter(|d| d.is_error()).count();
+            full.push(t.elapsed());
+            if errors > 0 {
+                return Err(format!("the generated program has {errors} errors"));
+            }
+        }
+        // Edit the `after:` of one timeout, again and again, re-checking each time.
+        let mut db = Database::default();
+        let program = db.program(&parts);
+        db::program_diagnostics(&db, program);
+        let (pos, original) = parts
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, (_, t))| t.contains("timeout(after: "))
+            .map(|(i, (_, t))| (i + 1, t.clone()))
+            .ok_or("no timeout policy to edit")?;
+        let file = program.files(&db)[pos];
+        let at = original.find("timeout(after: ").ok_or("no timeout")? + "timeout(after: ".len();
+        let end = at + original[at..].find("ms").ok_or("no ms")?;
+        let mut edits = Vec::new();
+        for i in 0..20u64 {
+            let edited = format!("{}{}{}", &original[..at], 1000 + i, &original[end..]);
+            file.set_text(&mut db).to(edited);
+            let t = Instant::now();
+            let errors = db::program_diagnostics(&db, program).iter().filter(|d| d.is_error()).count();
+            edits.push(t.elapsed());
+            if errors > 0 {
+                return Err("an edit produced errors".to_string());
+            }
+        }
+        let max = edits.iter().max().copied().unwrap_or_default();
+        println!(
+            "check ({files:>3} file{}): {:>7.1} ms full, re-check after a one-argument edit {:>6.2} ms median, {:>6.2} ms max (20 edits)",
+            if files == 1 { " " } else { "s" },
+            median(full).as_secs_f64() * 1e3,
+            median(edits).as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3
+        );
+    }
     Ok(())
 }
 

@@ -232,35 +232,56 @@ pub fn policies(db: &dyn salsa::Database, program: Program) -> Vec<PolicyOrder> 
     out
 }
 
-type CheckedPolicy = (Option<(PolicyFacts, Args)>, Vec<Diagnostic>);
+/// One policy checked: its item index, its facts and arguments (when placeable), and its own
+/// diagnostics.
+pub type CheckedPolicy = (u32, Option<(PolicyFacts, Args)>, Vec<Diagnostic>);
 
-/// One policy checked: its facts and arguments, and its own diagnostics.
+/// Every policy of a file, checked. Policies are checked a file at a time: an edit re-parses its
+/// file anyway, and program-wide queries then depend on one query per file rather than one per
+/// policy, which keeps salsa's validation of an unchanged program cheap.
 #[salsa::tracked(returns(ref))]
-pub fn policy_check(db: &dyn salsa::Database, program: Program, pos: u32, item: u32) -> CheckedPolicy {
-    let Some(file) = file_at(db, program, pos) else { return (None, Vec::new()) };
-    let Some(ItemKind::Policy(p)) = parse_file(db, file).file.items.get(item as usize).map(|i| &i.kind) else {
-        return (None, Vec::new());
-    };
+pub fn file_policy_checks(db: &dyn salsa::Database, program: Program, pos: u32) -> Vec<CheckedPolicy> {
+    let Some(file) = file_at(db, program, pos) else { return Vec::new() };
+    let items = &parse_file(db, file).file.items;
     let scope = Scope { file: file.id(db), symbols: symbols(db, program), enums: enums(db, program) };
-    let mut diags = Vec::new();
-    let checked = policy::check(p, (pos, item), &scope, kind_table(db, program), call_graph(db, program), &mut diags);
-    (checked, diags)
+    let (kinds, graph) = (kind_table(db, program), call_graph(db, program));
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ItemKind::Policy(p) = &item.kind else { continue };
+        let mut diags = Vec::new();
+        let checked = policy::check(p, (pos, i as u32), &scope, kinds, graph, &mut diags);
+        out.push((i as u32, checked, diags));
+    }
+    out
 }
 
-/// A policy's facts, without argument values.
+/// The facts of a file's placeable policies, without argument values.
 #[salsa::tracked(returns(ref))]
-pub fn policy_facts(db: &dyn salsa::Database, program: Program, pos: u32, item: u32) -> Option<PolicyFacts> {
-    policy_check(db, program, pos, item).0.as_ref().map(|(f, _)| f.clone())
+pub fn file_facts(db: &dyn salsa::Database, program: Program, pos: u32) -> Vec<PolicyFacts> {
+    file_policy_checks(db, program, pos).iter().filter_map(|(_, c, _)| c.as_ref().map(|(f, _)| f.clone())).collect()
 }
 
-/// A policy's arguments.
+/// The arguments of a file's placeable policies, by item index.
 #[salsa::tracked(returns(ref))]
-pub fn policy_args(db: &dyn salsa::Database, program: Program, pos: u32, item: u32) -> Option<Args> {
-    policy_check(db, program, pos, item).0.as_ref().map(|(_, a)| a.clone())
+pub fn file_args(db: &dyn salsa::Database, program: Program, pos: u32) -> BTreeMap<u32, Args> {
+    file_policy_checks(db, program, pos)
+        .iter()
+        .filter_map(|(i, c, _)| c.as_ref().map(|(_, a)| (*i, a.clone())))
+        .collect()
+}
+
+/// A policy's facts, without argument values; `None` when it is not placeable.
+pub fn policy_facts(db: &dyn salsa::Database, program: Program, pos: u32, item: u32) -> Option<&PolicyFacts> {
+    file_facts(db, program, pos).iter().find(|f| f.order == (pos, item))
+}
+
+/// A policy's arguments; `None` when it is not placeable.
+pub fn policy_args(db: &dyn salsa::Database, program: Program, pos: u32, item: u32) -> Option<&Args> {
+    file_args(db, program, pos).get(&item)
 }
 
 fn all_facts(db: &dyn salsa::Database, program: Program) -> Vec<&PolicyFacts> {
-    policies(db, program).iter().filter_map(|(pos, item)| policy_facts(db, program, *pos, *item).as_ref()).collect()
+    (0..program.files(db).len() as u32).flat_map(|pos| file_facts(db, program, pos).iter()).collect()
 }
 
 /// The units of every policy with their legal sides, and the rule-4 constraints.
@@ -298,8 +319,8 @@ pub fn file_diagnostics(db: &dyn salsa::Database, program: Program, pos: u32) ->
     diags.extend(file_graph_checked(db, program, pos).1.iter().cloned());
     calls_and_app(db, program, pos, id, &mut diags);
     let sides = legal_sides(db, program);
-    for item in file_policies(db, file) {
-        diags.extend(policy_check(db, program, pos, *item).1.iter().cloned());
+    for (item, _, policy_diags) in file_policy_checks(db, program, pos) {
+        diags.extend(policy_diags.iter().cloned());
         if let Some(units) = sides.units.get(&(pos, *item)) {
             unplaceable(db, program, (pos, *item), units, &mut diags);
         }
@@ -499,7 +520,7 @@ fn unplaceable(
             "E0400",
             file,
             p.name.span,
-            format!("policy `{}` has no side to run on {}", p.name.text, unit_text(graph, unit)),
+            format!("policy `{}` has no side to run {}", p.name.text, unit_text(graph, unit)),
         )
         .with_primary("both ingress and egress are excluded for this unit");
         for r in &unit.removed {

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod db;
 pub mod render;
+pub mod report;
 pub mod sema;
 pub mod source;
 

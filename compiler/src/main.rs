@@ -64,6 +64,9 @@ Exit status: 0 clean (warnings allowed), 1 errors (or warnings with --deny-warni
         /// Print nothing on success
         #[arg(short, long)]
         quiet: bool,
+        /// Also print each policy's placement units and their legal sides (to stdout)
+        #[arg(long)]
+        sides: bool,
     },
     /// Format files in the canonical layout, keeping every comment
     #[command(after_help = "\
@@ -82,6 +85,11 @@ Exit status: 0 done, 1 syntax errors (or, with --check, files that would change)
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
     },
+    /// Print the prelude: the built-in kinds and enums, written in .adm
+    #[command(after_help = "\
+Every program is checked together with the prelude. A program may declare its own kinds and
+enums with the same syntax, under names of its own.")]
+    Prelude,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -105,8 +113,14 @@ fn main() -> ExitCode {
         ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
     let result = match cli.command {
-        Command::Check { paths, format, deny_warnings, quiet } => check(&paths, format, deny_warnings, quiet, color),
+        Command::Check { paths, format, deny_warnings, quiet, sides } => {
+            check(&paths, format, deny_warnings, quiet, sides, color)
+        }
         Command::Fmt { paths, check, stdout } => fmt(&paths, check, stdout, color),
+        Command::Prelude => {
+            print!("{}", admc::db::PRELUDE);
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -121,9 +135,19 @@ fn load(paths: &[PathBuf]) -> Result<Sources, String> {
     Sources::load(paths).map_err(|e| e.to_string())
 }
 
-fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, quiet: bool, color: bool) -> Result<ExitCode, String> {
+fn check(
+    paths: &[PathBuf],
+    format: Format,
+    deny_warnings: bool,
+    quiet: bool,
+    sides: bool,
+    color: bool,
+) -> Result<ExitCode, String> {
     let sources = load(paths)?;
     let checked = admc::check(&sources);
+    if sides && format == Format::Human {
+        print!("{}", admc::report::legal_sides(&checked));
+    }
     let (errors, warnings) = (checked.errors(), checked.warnings());
     match format {
         Format::Json => {

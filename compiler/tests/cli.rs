@@ -116,7 +116,9 @@ fn a_folder_is_every_adm_file_below_it_as_one_program() {
     let dir = scratch("folder");
     write(&dir, "a.adm", CLEAN);
     std::fs::create_dir_all(dir.join("sub/.hidden")).unwrap_or_else(|e| panic!("{e}"));
-    write(&dir.join("sub"), "b.adm", BROKEN);
+    // Names of its own: the two files form one program.
+    let broken_elsewhere = "service c { port 3 }\ncall c -> { }\n";
+    write(&dir.join("sub"), "b.adm", broken_elsewhere);
     write(&dir.join("sub/.hidden"), "c.adm", BROKEN);
     write(&dir.join("sub"), "notes.txt", BROKEN);
     let out = admc(&["check", "--format", "json", &dir.to_string_lossy()], None);

@@ -159,15 +159,42 @@ fn check_args(p: &Policy, kind: &KindDef, scope: &Scope<'_>, diags: &mut Vec<Dia
     ok.then_some(args)
 }
 
-/// The nodes a selector end stands for; `None` when a name is unknown (reported).
-fn nodes(end: &Endpoint, scope: &Scope<'_>, graph: &CallGraph, diags: &mut Vec<Diagnostic>) -> Option<Vec<Node>> {
-    match end {
-        Endpoint::Any(_) => {
-            Some((0..graph.services.len() as u32).map(|i| Node::Service(super::model::ServiceIdx(i))).collect())
+/// The nodes a selector end stands for.
+enum Nodes {
+    /// `*`: every service (not `external`), kept symbolic: a mesh may have many thousands.
+    AnyService,
+    /// Sorted.
+    Listed(Vec<Node>),
+}
+
+impl Nodes {
+    fn contains(&self, n: Node) -> bool {
+        match self {
+            Nodes::AnyService => matches!(n, Node::Service(_)),
+            Nodes::Listed(v) => v.binary_search(&n).is_ok(),
         }
-        Endpoint::External(_) => Some(vec![Node::External]),
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Nodes::Listed(v) if v.is_empty())
+    }
+
+    fn has_external(&self) -> bool {
+        matches!(self, Nodes::Listed(v) if v.contains(&Node::External))
+    }
+}
+
+/// What a selector end stands for; `None` when a name is unknown (reported).
+fn nodes(end: &Endpoint, scope: &Scope<'_>, graph: &CallGraph, diags: &mut Vec<Diagnostic>) -> Option<Nodes> {
+    match end {
+        Endpoint::Any(_) => Some(Nodes::AnyService),
+        Endpoint::External(_) => Some(Nodes::Listed(vec![Node::External])),
         Endpoint::Name(n) => match graph.expand(&n.text) {
-            Some(services) => Some(services.into_iter().map(Node::Service).collect()),
+            Some(services) => {
+                let mut v: Vec<Node> = services.into_iter().map(Node::Service).collect();
+                v.sort();
+                Some(Nodes::Listed(v))
+            }
             None => {
                 if scope.symbols.service_like(&n.text).is_none() {
                     let mut d = Diagnostic::error(
@@ -190,30 +217,33 @@ fn nodes(end: &Endpoint, scope: &Scope<'_>, graph: &CallGraph, diags: &mut Vec<D
     }
 }
 
-/// The calls a selector matches (before methods).
-fn matched_calls(from: &[Node], to: &[Node], graph: &CallGraph) -> Vec<CallIdx> {
+/// The calls a selector matches (before methods), walking the adjacency of the listed side.
+fn matched_calls(from: &Nodes, to: &Nodes, graph: &CallGraph) -> Vec<CallIdx> {
     let empty = Vec::new();
-    let mut out = Vec::new();
-    // Walk the smaller side's adjacency lists.
-    if from.len() <= to.len() {
-        let to_set: std::collections::BTreeSet<&Node> = to.iter().collect();
-        for f in from {
-            for c in graph.outgoing.get(f).unwrap_or(&empty) {
-                if graph.call(*c).is_some_and(|e| to_set.contains(&e.to)) {
-                    out.push(*c);
-                }
-            }
-        }
-    } else {
-        let from_set: std::collections::BTreeSet<&Node> = from.iter().collect();
-        for t in to {
-            for c in graph.incoming.get(t).unwrap_or(&empty) {
-                if graph.call(*c).is_some_and(|e| from_set.contains(&e.from)) {
-                    out.push(*c);
-                }
-            }
-        }
-    }
+    let mut out: Vec<CallIdx> = match (from, to) {
+        (Nodes::AnyService, Nodes::AnyService) => (0..graph.calls.len() as u32)
+            .map(CallIdx)
+            .filter(|c| graph.call(*c).is_some_and(|e| from.contains(e.from) && to.contains(e.to)))
+            .collect(),
+        (Nodes::Listed(f), Nodes::Listed(t)) if f.len() <= t.len() => f
+            .iter()
+            .flat_map(|n| graph.outgoing.get(n).unwrap_or(&empty))
+            .copied()
+            .filter(|c| graph.call(*c).is_some_and(|e| to.contains(e.to)))
+            .collect(),
+        (Nodes::Listed(f), Nodes::AnyService) => f
+            .iter()
+            .flat_map(|n| graph.outgoing.get(n).unwrap_or(&empty))
+            .copied()
+            .filter(|c| graph.call(*c).is_some_and(|e| to.contains(e.to)))
+            .collect(),
+        (_, Nodes::Listed(t)) => t
+            .iter()
+            .flat_map(|n| graph.incoming.get(n).unwrap_or(&empty))
+            .copied()
+            .filter(|c| graph.call(*c).is_some_and(|e| from.contains(e.from)))
+            .collect(),
+    };
     out.sort();
     out.dedup();
     out
@@ -279,10 +309,10 @@ fn cover(p: &Policy, scope: &Scope<'_>, graph: &CallGraph, diags: &mut Vec<Diagn
     covered.into_iter().map(|(call, methods)| Covered { call, methods }).collect()
 }
 
-fn nothing_covered(sel: &Selector, file: FileId, from: &[Node], to: &[Node]) -> Diagnostic {
+fn nothing_covered(sel: &Selector, file: FileId, from: &Nodes, to: &Nodes) -> Diagnostic {
     let d = Diagnostic::warning("W0300", file, sel.span, format!("`{}` covers no call", selector_text(sel)))
         .with_primary("no declared call matches this selector");
-    let external_end = from.contains(&Node::External) || to.contains(&Node::External);
+    let external_end = from.has_external() || to.has_external();
     if external_end {
         d.with_help("external edges exist only for services marked `external: ingress` (`egress`, `both`)")
     } else if from.is_empty() || to.is_empty() {

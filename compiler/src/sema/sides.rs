@@ -92,7 +92,7 @@ fn apply_local_rules(unit: &mut Unit, f: &PolicyFacts, graph: &CallGraph) {
     match f.state {
         StateScope::PerReceiver if senders.len() > 1 => {
             let reason = format!(
-                "state is `per_receiver` and its calls into `{}` come from {} senders ({}), which cannot share one state",
+                "state is `per_receiver` and its calls into {} come from {} senders ({}), which cannot share one state",
                 names(graph, &receivers),
                 senders.len(),
                 names(graph, &senders)
@@ -101,7 +101,7 @@ fn apply_local_rules(unit: &mut Unit, f: &PolicyFacts, graph: &CallGraph) {
         }
         StateScope::PerSender if receivers.len() > 1 => {
             let reason = format!(
-                "state is `per_sender` and its calls out of `{}` go to {} receivers ({}), which cannot share one state",
+                "state is `per_sender` and its calls out of {} go to {} receivers ({}), which cannot share one state",
                 names(graph, &senders),
                 receivers.len(),
                 names(graph, &receivers)
@@ -193,6 +193,11 @@ pub fn legal_sides(facts: &[&PolicyFacts], graph: &CallGraph) -> LegalSides {
             break;
         }
     }
+    // A constraint whose earlier unit cannot run at ingress, or whose later unit cannot run at
+    // egress, always holds: the optimiser need not see it.
+    constraints.retain(|k| {
+        get(&units, k.earlier).is_some_and(|p| p.ingress) && get(&units, k.later).is_some_and(|q| q.egress)
+    });
     LegalSides { units, constraints }
 }
 
