@@ -88,7 +88,9 @@ Exit status: 0 done, 1 syntax errors (or, with --check, files that would change)
     /// Print the prelude: the built-in kinds and enums, written in .adm
     #[command(after_help = "\
 Every program is checked together with the prelude. A program may declare its own kinds and
-enums with the same syntax, under names of its own.")]
+enums with the same syntax, under names of its own (or repeat a built-in one exactly).
+
+Exit status: 0.")]
     Prelude,
 }
 

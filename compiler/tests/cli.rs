@@ -198,11 +198,27 @@ fn fmt_of_stdin_prints_the_result() {
 }
 
 #[test]
+fn the_prelude_is_a_valid_program_of_its_own() {
+    let out = admc(&["prelude"], None);
+    assert_eq!(code(&out), 0);
+    let prelude = stdout(&out);
+    assert!(prelude.contains("kind rate_limit(limit: rate, burst: int = 0)"), "{prelude}");
+    // Checked as a user file, every kind repeats the built-in definition exactly: allowed.
+    let check = admc(&["check", "--deny-warnings", "-"], Some(&prelude));
+    assert_eq!(code(&check), 0, "{}", stderr(&check));
+    // A different definition under a built-in name is refused.
+    let changed = prelude.replace("kind timeout(after: duration)", "kind timeout(after: int)");
+    let check = admc(&["check", "-"], Some(&changed));
+    assert_eq!(code(&check), 1);
+    assert!(stderr(&check).contains("E0105"), "{}", stderr(&check));
+}
+
+#[test]
 fn version_and_help_teach() {
     let version = admc(&["--version"], None);
     assert_eq!(code(&version), 0);
     assert!(stdout(&version).starts_with("admc "));
-    for sub in [&["--help"][..], &["check", "--help"], &["fmt", "--help"]] {
+    for sub in [&["--help"][..], &["check", "--help"], &["fmt", "--help"], &["prelude", "--help"]] {
         let out = admc(sub, None);
         assert_eq!(code(&out), 0);
         let help = stdout(&out);
