@@ -4,6 +4,9 @@
 
 pub mod check;
 pub mod db;
+pub mod emit;
+pub mod place;
+pub mod plan;
 pub mod render;
 pub mod report;
 pub mod sema;

@@ -85,6 +85,38 @@ Exit status: 0 done, 1 syntax errors (or, with --check, files that would change)
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
     },
+    /// Place every policy: the fewest ADMs, then the least traffic through them
+    #[command(after_help = "\
+Prints, for each policy, where each of its units runs (side and host services), the ADMs, and the
+objective against two baselines: a sidecar at every service, and the static placement of today's
+meshes (access control, rate limits and header checks at the receiver; retries, timeouts, circuit
+breaking, load balancing and mirroring at the sender). The plan is exact: `optimal` means proven.
+
+Exit status: 0 placed, 1 the program has errors (nothing is placed), 2 usage or I/O error.")]
+    Plan {
+        #[command(flatten)]
+        input: PlanInput,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Write the 0-1 program in CPLEX LP format to this file (`-` for stdout) and stop
+        #[arg(long, value_name = "FILE")]
+        emit_model: Option<PathBuf>,
+    },
+    /// Write the plan, each ADM's configuration and the eBPF map seeds into a folder
+    #[command(after_help = "\
+Writes DIR/plan.json, DIR/adm/<service>.json for every service that hosts an ADM, and
+DIR/ebpf/maps.json; the same input gives the same bytes. docs/artifacts.md describes them. A
+program with errors (including a policy that can run on no side) writes nothing.
+
+Exit status: 0 written, 1 the program has errors, 2 usage or I/O error.")]
+    Build {
+        #[command(flatten)]
+        input: PlanInput,
+        /// The folder to write into (created if missing)
+        #[arg(short, long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Print the prelude: the built-in kinds and enums, written in .adm
     #[command(after_help = "\
 Every program is checked together with the prelude. A program may declare its own kinds and
@@ -92,6 +124,20 @@ enums with the same syntax, under names of its own (or repeat a built-in one exa
 
 Exit status: 0.")]
     Prelude,
+}
+
+/// What `plan` and `build` read and how they place.
+#[derive(clap::Args, Debug)]
+struct PlanInput {
+    /// Files, folders (every *.adm below) or `-` for standard input; all form one program
+    #[arg(value_name = "FILE|DIR|-", default_value = ".")]
+    paths: Vec<PathBuf>,
+    /// Count ingress and egress ADMs apart (a strict reading of the ADM paper)
+    #[arg(long)]
+    adm_per_direction: bool,
+    /// Stop searching after this many seconds and report the best plan with its optimality gap
+    #[arg(long, value_name = "SECONDS")]
+    time_limit: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -119,6 +165,8 @@ fn main() -> ExitCode {
             check(&paths, format, deny_warnings, quiet, sides, color)
         }
         Command::Fmt { paths, check, stdout } => fmt(&paths, check, stdout, color),
+        Command::Plan { input, format, emit_model } => plan_command(&input, format, emit_model.as_deref(), color),
+        Command::Build { input, out } => build_command(&input, &out, color),
         Command::Prelude => {
             print!("{}", admc::db::PRELUDE);
             Ok(ExitCode::SUCCESS)
@@ -254,4 +302,118 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
         let _ = std::fs::remove_file(&tmp);
         format!("cannot write `{}`: {e}", path.display())
     })
+}
+
+/// Checks the program; on errors, renders them and returns `None` (exit 1).
+fn checked_or_report(sources: &Sources, color: bool) -> Result<Option<admc::Checked>, String> {
+    let checked = admc::check(sources);
+    if checked.diagnostics.is_empty() {
+        return Ok(Some(checked));
+    }
+    let mut stderr = std::io::stderr().lock();
+    render::human(sources, &checked.diagnostics, color, &mut stderr)
+        .map_err(|e| format!("cannot write diagnostics: {e}"))?;
+    if checked.errors() > 0 {
+        let _ = writeln!(stderr, "{}; nothing placed", summary(sources.len(), checked.errors(), checked.warnings()));
+        return Ok(None);
+    }
+    Ok(Some(checked))
+}
+
+fn place_options(input: &PlanInput) -> Result<admc::place::PlaceOptions, String> {
+    let time_limit = match input.time_limit {
+        Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+        Some(s) => return Err(format!("--time-limit must be a positive number of seconds, not {s}")),
+        None => None,
+    };
+    Ok(admc::place::PlaceOptions { adm_per_direction: input.adm_per_direction, time_limit })
+}
+
+/// Places the program, printing a progress line on stderr every second once a solve runs long.
+fn plan_with_progress(checked: &admc::Checked, options: &admc::place::PlaceOptions) -> admc::plan::Planned {
+    let progress = admc::place::Progress::default();
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let started = std::time::Instant::now();
+            let mut shown = false;
+            while !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                if started.elapsed().as_millis() / 1000 > u128::from(shown)
+                    && !finished.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    let (done, total) = progress.snapshot();
+                    eprintln!(
+                        "admc: placing... {done}/{total} components solved ({:.0} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                    shown = true;
+                }
+            }
+        });
+        let planned = admc::plan::plan(checked, options, Some(&progress));
+        finished.store(true, std::sync::atomic::Ordering::Relaxed);
+        planned
+    })
+}
+
+fn plan_command(input: &PlanInput, format: Format, emit_model: Option<&Path>, color: bool) -> Result<ExitCode, String> {
+    let options = place_options(input)?;
+    let sources = load(&input.paths)?;
+    let Some(checked) = checked_or_report(&sources, color)? else { return Ok(ExitCode::from(1)) };
+    let planned = plan_with_progress(&checked, &options);
+    if let Some(path) = emit_model {
+        let lp = planned.placement.model.to_lp();
+        if path.as_os_str() == "-" {
+            print!("{lp}");
+        } else {
+            std::fs::write(path, lp).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&planned.file).map_err(|e| format!("cannot write output: {e}"))?;
+            println!("{text}");
+        }
+        Format::Human => print!("{}", admc::report::plan_table(&planned.file)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_command(input: &PlanInput, out: &Path, color: bool) -> Result<ExitCode, String> {
+    let options = place_options(input)?;
+    let sources = load(&input.paths)?;
+    let Some(checked) = checked_or_report(&sources, color)? else { return Ok(ExitCode::from(1)) };
+    let planned = plan_with_progress(&checked, &options);
+    let files = admc::emit::artifacts(&checked, &planned);
+    write_artifacts(out, &files)?;
+    let adms = files.iter().filter(|(p, _)| p.starts_with("adm/")).count();
+    eprintln!(
+        "wrote {} files to `{}`: plan.json, {adms} ADM configuration{}, ebpf/maps.json",
+        files.len(),
+        out.display(),
+        if adms == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the artifacts; ADM configurations of an earlier build that no longer apply are removed,
+/// so the folder always describes one plan.
+fn write_artifacts(out: &Path, files: &[(String, String)]) -> Result<(), String> {
+    for dir in [out.to_path_buf(), out.join("adm"), out.join("ebpf")] {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    }
+    if let Ok(entries) = std::fs::read_dir(out.join("adm")) {
+        for entry in entries.filter_map(Result::ok) {
+            let name = format!("adm/{}", entry.file_name().to_string_lossy());
+            if name.ends_with(".json") && !files.iter().any(|(p, _)| *p == name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    for (path, text) in files {
+        write_atomically(&out.join(path), text)?;
+    }
+    Ok(())
 }

@@ -38,7 +38,7 @@ pub struct GraphDecls {
 /// The default rate of a call that declares none.
 pub const DEFAULT_RATE: RateLit = RateLit { value: 1, per: TimeUnit::Seconds };
 
-const SERVICE_FIELDS: &[&str] = &["protocol", "port", "external", "replicas"];
+const SERVICE_FIELDS: &[&str] = &["protocol", "port", "external", "replicas", "adm_cost"];
 const CALL_FIELDS: &[&str] = &["methods", "rate"];
 
 /// Checks the services, groups, calls and `app` of one file.
@@ -179,8 +179,14 @@ fn field_error(file: FileId, f: &Field, expected: &str) -> Diagnostic {
 }
 
 fn check_service(file: FileId, name: &Name, fields: &[Field], diags: &mut Vec<Diagnostic>) -> Option<ServiceDef> {
-    let mut def =
-        ServiceDef { name: name.text.clone(), protocol: Protocol::Http, port: 0, external: None, replicas: 1 };
+    let mut def = ServiceDef {
+        name: name.text.clone(),
+        protocol: Protocol::Http,
+        port: 0,
+        external: None,
+        replicas: 1,
+        adm_cost: 1,
+    };
     let mut port = None;
     for f in known_fields(file, fields, SERVICE_FIELDS, "service", diags) {
         let word = match &f.value.kind {
@@ -215,6 +221,14 @@ fn check_service(file: FileId, name: &Name, fields: &[Field], diags: &mut Vec<Di
                         .with_primary("a service runs 1 to 1,000,000 replicas"),
                 ),
                 _ => diags.push(field_error(file, f, "a number of replicas")),
+            },
+            "adm_cost" => match f.value.kind {
+                ValueKind::Int(n @ 0..=1_000_000) => def.adm_cost = n as u32,
+                ValueKind::Int(n) => diags.push(
+                    Diagnostic::error("E0204", file, f.value.span, format!("an ADM cost of {n} is out of range"))
+                        .with_primary("costs are 0 to 1,000,000"),
+                ),
+                _ => diags.push(field_error(file, f, "a whole number (the cost of an ADM at this service)")),
             },
             _ => {}
         }

@@ -66,6 +66,8 @@ pub struct ServiceDef {
     pub port: u16,
     pub external: Option<ExternalTraffic>,
     pub replicas: u32,
+    /// What an ADM at this service costs the objective (default 1).
+    pub adm_cost: u32,
 }
 
 /// One edge of the call graph, declared or implicit (the external edges of services marked
