@@ -326,7 +326,7 @@ fn place_options(input: &PlanInput) -> Result<admc::place::PlaceOptions, String>
         Some(s) => return Err(format!("--time-limit must be a positive number of seconds, not {s}")),
         None => None,
     };
-    Ok(admc::place::PlaceOptions { adm_per_direction: input.adm_per_direction, time_limit })
+    Ok(admc::place::PlaceOptions { adm_per_direction: input.adm_per_direction, time_limit, ..Default::default() })
 }
 
 /// Places the program, printing a progress line on stderr every second once a solve runs long.

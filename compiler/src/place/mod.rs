@@ -21,12 +21,21 @@ use crate::sema::sides::LegalSides;
 use model::{lp_name, Cmp, Component, Constraint, Model, Var, VarKind};
 
 /// How ADMs are counted and how long the solver may search.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PlaceOptions {
     /// Count ingress and egress ADMs apart (a strict reading of the ADM paper).
     pub adm_per_direction: bool,
     /// A budget for the whole solve; past it the best plan found is returned, marked not optimal.
     pub time_limit: Option<Duration>,
+    /// Components with at most this many free units are solved by enumeration, larger ones by the
+    /// 0-1 program (tests set 0 to put every component through the solver).
+    pub max_enumerated_units: usize,
+}
+
+impl Default for PlaceOptions {
+    fn default() -> Self {
+        PlaceOptions { adm_per_direction: false, time_limit: None, max_enumerated_units: ENUMERATION_LIMIT }
+    }
 }
 
 /// Where an ADM runs: a service, and in per-direction mode the direction it handles.
@@ -83,7 +92,7 @@ pub struct Placement {
 }
 
 /// Free units up to this many are solved by enumeration (2^14 assignments at most).
-const ENUMERATION_LIMIT: usize = 14;
+pub const ENUMERATION_LIMIT: usize = 14;
 
 /// The sites a unit needs on a side.
 pub fn sites(graph: &CallGraph, unit: &Unit, side: Side, per_direction: bool) -> Vec<Site> {
@@ -243,7 +252,7 @@ pub fn place(graph: &CallGraph, legal: &LegalSides, options: &PlaceOptions, prog
     for part in parts.values() {
         let built = build_component(&mut model, graph, &units, part, &forced_in, &forced_eg, per_dir);
         let remaining = options.time_limit.map(|t| t.saturating_sub(started.elapsed()));
-        let solved = if part.units.len() <= ENUMERATION_LIMIT {
+        let solved = if part.units.len() <= options.max_enumerated_units.min(ENUMERATION_LIMIT) {
             stats.enumerated_components += 1;
             enumerate(graph, &units, part, &forced_in, &forced_eg, per_dir)
         } else {
