@@ -5,6 +5,7 @@
 pub mod check;
 pub mod db;
 pub mod emit;
+pub mod explain;
 pub mod place;
 pub mod plan;
 pub mod render;

@@ -117,6 +117,19 @@ Exit status: 0 written, 1 the program has errors, 2 usage or I/O error.")]
         #[arg(short, long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Explain where a policy runs and why, or why a service hosts an ADM
+    #[command(after_help = "\
+For a policy: each unit's legal sides, the rule (1-4) behind every excluded side, the side chosen,
+and what the other side would have cost. For a service: the units its ADM runs and whether each
+could run elsewhere, or why it needs no ADM.
+
+Exit status: 0 explained, 1 the program has errors or NAME is unknown, 2 usage or I/O error.")]
+    Explain {
+        /// A policy or service name
+        name: String,
+        #[command(flatten)]
+        input: PlanInput,
+    },
     /// Print the prelude: the built-in kinds and enums, written in .adm
     #[command(after_help = "\
 Every program is checked together with the prelude. A program may declare its own kinds and
@@ -167,6 +180,7 @@ fn main() -> ExitCode {
         Command::Fmt { paths, check, stdout } => fmt(&paths, check, stdout, color),
         Command::Plan { input, format, emit_model } => plan_command(&input, format, emit_model.as_deref(), color),
         Command::Build { input, out } => build_command(&input, &out, color),
+        Command::Explain { name, input } => explain_command(&name, &input, color),
         Command::Prelude => {
             print!("{}", admc::db::PRELUDE);
             Ok(ExitCode::SUCCESS)
@@ -416,4 +430,21 @@ fn write_artifacts(out: &Path, files: &[(String, String)]) -> Result<(), String>
         write_atomically(&out.join(path), text)?;
     }
     Ok(())
+}
+
+fn explain_command(name: &str, input: &PlanInput, color: bool) -> Result<ExitCode, String> {
+    let options = place_options(input)?;
+    let sources = load(&input.paths)?;
+    let Some(checked) = checked_or_report(&sources, color)? else { return Ok(ExitCode::from(1)) };
+    let planned = plan_with_progress(&checked, &options);
+    match admc::explain::explain(&checked, &planned, &options, name) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

@@ -118,6 +118,7 @@ pub fn plan(checked: &Checked, options: &PlaceOptions, progress: Option<&Progres
             fixed_units: s.fixed_units,
             free_units: s.free_units,
             forced_sites: s.forced_sites,
+            reduced_sites: s.reduced_sites,
             components: s.components,
             largest_component: s.largest_component,
             enumerated_components: s.enumerated_components,

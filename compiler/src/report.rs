@@ -144,10 +144,11 @@ pub fn plan_table(plan: &adm_artifacts::PlanFile) -> String {
     let v = &plan.solver;
     let _ = writeln!(
         out,
-        "\nsolver: {} units, {} fixed by their rules, {} free in {} components (largest {}): {} enumerated, {} by {}",
+        "\nsolver: {} units ({} with one legal side); {} ADM sites forced, {} settled by exact reductions; {} components left (largest {} sites): {} enumerated, {} by {}",
         v.units,
         v.fixed_units,
-        v.free_units,
+        v.forced_sites,
+        v.reduced_sites,
         v.components,
         v.largest_component,
         v.enumerated_components,

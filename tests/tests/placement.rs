@@ -188,15 +188,15 @@ fn plans_are_optimal_and_valid_on_random_programs() {
         let constraints: Vec<(UnitId, UnitId)> = legal.constraints.iter().map(|k| (k.earlier, k.later)).collect();
         let per_dir = rng.chance(30);
         let best = exhaustive(&units, &constraints, graph, per_dir).expect("all-ingress is always feasible");
-        for max_enumerated_units in [0, admc::place::ENUMERATION_LIMIT] {
-            let options = PlaceOptions { adm_per_direction: per_dir, max_enumerated_units, ..PlaceOptions::default() };
+        for max_enumerated_sites in [0, admc::place::cover::ENUMERATION_LIMIT] {
+            let options = PlaceOptions { adm_per_direction: per_dir, max_enumerated_sites, ..PlaceOptions::default() };
             let planned = admc::plan::plan(&checked, &options, None);
             let p = &planned.placement;
             ilp_components += p.stats.ilp_components;
             assert_eq!(p.status, Status::Optimal, "{text}");
             assert!(
                 (p.objective.adm_cost - best.0).abs() < 1e-9 && (p.objective.traffic - best.1).abs() < 1e-6,
-                "not optimal (enumerate ≤ {max_enumerated_units}, per direction {per_dir}): plan {:?}, exhaustive {best:?}\n{text}",
+                "not optimal (enumerate ≤ {max_enumerated_sites}, per direction {per_dir}): plan {:?}, exhaustive {best:?}\n{text}",
                 p.objective
             );
             // The independent checker.
@@ -223,7 +223,8 @@ fn plans_are_optimal_and_valid_on_random_programs() {
         }
         tested += 1;
     }
-    assert!(ilp_components > 1000, "the 0-1 program path was barely exercised: {ilp_components}");
+    // Most random programs reduce completely; the cycles that remain go through the solver.
+    assert!(ilp_components >= 25, "the 0-1 program path was barely exercised: {ilp_components}");
 }
 
 /// Same input, same plan, byte for byte.

@@ -105,6 +105,7 @@ pub struct SolverStats {
     pub fixed_units: usize,
     pub free_units: usize,
     pub forced_sites: usize,
+    pub reduced_sites: usize,
     pub components: usize,
     pub largest_component: usize,
     pub enumerated_components: usize,

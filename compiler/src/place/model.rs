@@ -1,9 +1,10 @@
-//! The placement problem as a solver-neutral 0-1 integer program.
+//! The placement problem as a solver-neutral 0-1 integer program: what is left after presolve
+//! and the exact reductions of [`super::cover`], in independent components.
 //!
-//! Variables are binary. Every constraint is `Σ coeff·var ≥ rhs` or `≤ rhs`; the objective is
-//! lexicographic: first the ADM cost, then the request rate through ADMs. The model prints itself in
-//! CPLEX LP format (`admc plan --emit-model`), one `\ component` section at a time, and is lowered
-//! to a solver in exactly one place ([`super::solve`]).
+//! Variables are binary (`y_SITE` = an ADM at that site). Every constraint is `Σ coeff·var ≥ rhs`
+//! or `≤ rhs`; the objective is the ADM cost. The model prints itself in CPLEX LP format
+//! (`admc plan --emit-model`), one `\ component` section at a time, and is lowered to a solver in
+//! exactly one place ([`super::solve`]).
 
 use std::fmt::Write;
 
@@ -12,20 +13,9 @@ use std::fmt::Write;
 pub struct Var(pub u32);
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum VarKind {
-    /// 1 = the unit runs at ingress, 0 = at egress.
-    UnitSide,
-    /// 1 = an ADM at this site.
-    Adm,
-    /// 1 = the call passes an ADM on this side.
-    Traverse,
-}
-
-#[derive(Clone, Debug, PartialEq)]
 pub struct VarDef {
     /// A name valid in LP format.
     pub name: String,
-    pub kind: VarKind,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,10 +39,8 @@ pub struct Constraint {
 pub struct Component {
     pub vars: Vec<Var>,
     pub constraints: Vec<Constraint>,
-    /// Primary objective: ADM cost.
+    /// The objective: ADM cost.
     pub cost: Vec<(f64, Var)>,
-    /// Secondary objective: requests per second through ADMs.
-    pub traffic: Vec<(f64, Var)>,
 }
 
 /// The whole model: variables, and the components that partition them.
@@ -60,15 +48,14 @@ pub struct Component {
 pub struct Model {
     pub vars: Vec<VarDef>,
     pub components: Vec<Component>,
-    /// Objective terms already decided by presolve (forced ADMs, forced traversals).
+    /// The ADM cost already decided by presolve and the reductions.
     pub fixed_cost: f64,
-    pub fixed_traffic: f64,
 }
 
 impl Model {
-    pub fn add_var(&mut self, name: String, kind: VarKind) -> Var {
+    pub fn add_var(&mut self, name: String) -> Var {
         let v = Var(self.vars.len() as u32);
-        self.vars.push(VarDef { name, kind });
+        self.vars.push(VarDef { name });
         v
     }
 
@@ -76,9 +63,7 @@ impl Model {
         self.vars.get(v.0 as usize).map_or("?", |d| d.name.as_str())
     }
 
-    /// The model in CPLEX LP format. The two objectives are printed as two problems' objectives
-    /// in comments: LP format has one objective, so the ADM cost is the objective and the traffic
-    /// objective follows as a comment (phase 2 minimises it with the cost fixed at its optimum).
+    /// The model in CPLEX LP format.
     pub fn to_lp(&self) -> String {
         let mut out = String::new();
         let term = |out: &mut String, first: &mut bool, c: f64, v: &str| {
@@ -98,17 +83,11 @@ impl Model {
             *first = false;
         };
         let _ = writeln!(out, "\\ ADM placement: {} variables, {} components", self.vars.len(), self.components.len());
-        let _ =
-            writeln!(out, "\\ fixed by presolve: ADM cost {}, traffic {} req/s", self.fixed_cost, self.fixed_traffic);
-        let _ = writeln!(out, "\\ phase 2 objective (with the phase 1 optimum as a constraint): minimize traffic:");
-        let mut line = String::from("\\  ");
-        let mut first = true;
-        for comp in &self.components {
-            for (c, v) in &comp.traffic {
-                term(&mut line, &mut first, *c, self.name(*v));
-            }
-        }
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "\\ ADM cost fixed by presolve and reductions: {}", self.fixed_cost);
+        let _ = writeln!(
+            out,
+            "\\ y_SITE = 1: an ADM at SITE; each constraint is a unit that needs an ADM at one of its two hosts"
+        );
         out.push_str("Minimize\n adm_cost:");
         let mut first = true;
         for comp in &self.components {

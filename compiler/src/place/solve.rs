@@ -1,20 +1,18 @@
-//! The one place where the model meets a solver: good_lp with its pure-Rust `microlp` backend.
+//! The one place where the model meets a solver: good_lp with its pure-Rust `microlp` backend,
+//! or, for small components, exhaustive enumeration.
 //!
-//! Each component is solved twice: first for the least ADM cost, then, with the cost held at that
-//! optimum, for the least traffic. Solver output is checked, never trusted: values are rounded and
-//! the caller recomputes the objective from the chosen sides. When the time limit stops a solve,
+//! Solver output is checked, never trusted: values are rounded, every constraint is verified, and
+//! a violated one falls back to the caller's feasible start. When the time limit stops a solve,
 //! the LP relaxation gives the lower bound that the plan reports.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use adm_syntax::ast::Side;
 use good_lp::{constraint, microlp, variable, Expression, ProblemVariables, Solution, SolutionStatus, SolverModel};
 use good_lp::{WithInitialSolution, WithTimeLimit};
 
-use super::model::{Cmp, Component, Model, Var, VarKind};
-use super::Solved;
+use super::model::{Cmp, Component, Var};
 
 /// Counts solved components, for a progress line on long solves.
 #[derive(Debug, Default)]
@@ -38,10 +36,45 @@ impl Progress {
     }
 }
 
-/// A solution of one phase: rounded values of the component's variables.
-struct PhaseResult {
-    values: BTreeMap<Var, bool>,
-    optimal: bool,
+/// A component's solution.
+pub struct Solved {
+    pub values: BTreeMap<Var, bool>,
+    pub optimal: bool,
+    /// Lower bound on the component's objective (its optimum when `optimal`).
+    pub bound: f64,
+}
+
+fn satisfied(comp: &Component, values: &BTreeMap<Var, bool>) -> bool {
+    comp.constraints.iter().all(|c| {
+        let lhs: f64 =
+            c.terms.iter().map(|(k, v)| k * f64::from(u8::from(values.get(v).copied().unwrap_or(false)))).sum();
+        match c.cmp {
+            Cmp::Ge => lhs >= c.rhs - 1e-9,
+            Cmp::Le => lhs <= c.rhs + 1e-9,
+        }
+    })
+}
+
+fn cost(comp: &Component, values: &BTreeMap<Var, bool>) -> f64 {
+    comp.cost.iter().filter(|(_, v)| values.get(v).copied().unwrap_or(false)).map(|(c, _)| c).sum()
+}
+
+/// Every assignment of the component's variables (at most 2^`ENUMERATION_LIMIT`); ties go to the
+/// first in counting order, so the result is deterministic.
+pub fn enumerate(comp: &Component) -> Option<Solved> {
+    let n = comp.vars.len();
+    let mut best: Option<(f64, BTreeMap<Var, bool>)> = None;
+    for mask in 0..(1u64 << n) {
+        let values: BTreeMap<Var, bool> = comp.vars.iter().enumerate().map(|(i, v)| (*v, mask >> i & 1 == 1)).collect();
+        if !satisfied(comp, &values) {
+            continue;
+        }
+        let c = cost(comp, &values);
+        if best.as_ref().is_none_or(|(b, _)| c < b - 1e-9) {
+            best = Some((c, values));
+        }
+    }
+    best.map(|(bound, values)| Solved { values, optimal: true, bound })
 }
 
 fn expression(terms: &[(f64, Var)], vars: &BTreeMap<Var, good_lp::Variable>) -> Expression {
@@ -54,26 +87,20 @@ fn expression(terms: &[(f64, Var)], vars: &BTreeMap<Var, good_lp::Variable>) -> 
     e
 }
 
-/// Solves `minimise objective` over the component, optionally with `extra` (a bound on another
-/// objective), as a 0-1 program (`relax` = false) or its LP relaxation.
+/// Solves the 0-1 program of a component (or its LP relaxation): (values, proven optimal).
 fn run(
     comp: &Component,
-    objective: &[(f64, Var)],
-    extra: Option<(&[(f64, Var)], f64)>,
-    warm: &BTreeMap<Var, bool>,
+    start: &BTreeMap<Var, bool>,
     relax: bool,
     limit: Option<Duration>,
-) -> Option<(PhaseResult, f64)> {
+) -> Option<(BTreeMap<Var, f64>, bool)> {
     let mut problem_vars = ProblemVariables::new();
     let vars: BTreeMap<Var, good_lp::Variable> = comp
         .vars
         .iter()
-        .map(|v| {
-            let def = if relax { variable().min(0.0).max(1.0) } else { variable().binary() };
-            (*v, problem_vars.add(def))
-        })
+        .map(|v| (*v, problem_vars.add(if relax { variable().min(0.0).max(1.0) } else { variable().binary() })))
         .collect();
-    let mut problem = problem_vars.minimise(expression(objective, &vars)).using(microlp);
+    let mut problem = problem_vars.minimise(expression(&comp.cost, &vars)).using(microlp);
     for c in &comp.constraints {
         let lhs = expression(&c.terms, &vars);
         problem = match c.cmp {
@@ -81,71 +108,35 @@ fn run(
             Cmp::Le => problem.with(constraint!(lhs <= c.rhs)),
         };
     }
-    if let Some((terms, bound)) = extra {
-        problem = problem.with(constraint!(expression(terms, &vars) <= bound + 1e-6));
-    }
     if let Some(limit) = limit {
         problem = problem.with_time_limit(limit.as_secs_f64().max(0.001));
     }
     if !relax {
         let initial: Vec<(good_lp::Variable, f64)> =
-            warm.iter().filter_map(|(v, b)| vars.get(v).map(|x| (*x, f64::from(u8::from(*b))))).collect();
+            start.iter().filter_map(|(v, b)| vars.get(v).map(|x| (*x, f64::from(u8::from(*b))))).collect();
         problem = problem.with_initial_solution(initial);
     }
     let solution = problem.solve().ok()?;
     let optimal = matches!(solution.status(), SolutionStatus::Optimal);
-    let values: BTreeMap<Var, bool> = vars.iter().map(|(v, x)| (*v, solution.value(*x) > 0.5)).collect();
-    let value: f64 = objective
-        .iter()
-        .map(|(c, v)| if relax { c * solution.value(vars[v]) } else { c * f64::from(u8::from(values[v])) })
-        .sum();
-    Some((PhaseResult { values, optimal }, value))
+    Some((vars.iter().map(|(v, x)| (*v, solution.value(*x))).collect(), optimal))
 }
 
-/// A feasible assignment to start from: every unit at ingress (it satisfies every ordering
-/// constraint), with the ADM and traversal variables it implies.
-fn all_ingress(model: &Model, comp: &Component) -> BTreeMap<Var, bool> {
-    let mut values: BTreeMap<Var, bool> = comp
-        .vars
-        .iter()
-        .map(|v| (*v, matches!(model.vars.get(v.0 as usize).map(|d| &d.kind), Some(VarKind::UnitSide))))
-        .collect();
-    // Raise each ADM or traversal variable that a constraint needs.
-    for c in &comp.constraints {
-        let lhs: f64 = c.terms.iter().map(|(k, v)| k * f64::from(u8::from(values[v]))).sum();
-        if c.cmp == Cmp::Ge && lhs < c.rhs {
-            if let Some((_, v)) =
-                c.terms.iter().find(|(k, v)| *k > 0.0 && !matches!(model.vars[v.0 as usize].kind, VarKind::UnitSide))
-            {
-                values.insert(*v, true);
+/// Solves a component with the solver, from a feasible `start`, within `limit`.
+pub fn integer_program(comp: &Component, start: BTreeMap<Var, bool>, limit: Option<Duration>) -> Solved {
+    let lp_bound = || {
+        run(comp, &start, true, None)
+            .map_or(0.0, |(x, _)| comp.cost.iter().map(|(c, v)| c * x.get(v).copied().unwrap_or(0.0)).sum())
+    };
+    match run(comp, &start, false, limit) {
+        Some((values, optimal)) => {
+            let values: BTreeMap<Var, bool> = values.into_iter().map(|(v, x)| (v, x > 0.5)).collect();
+            if !satisfied(comp, &values) {
+                return Solved { bound: lp_bound(), values: start, optimal: false };
             }
+            let c = cost(comp, &values);
+            let bound = if optimal { c } else { lp_bound().min(c) };
+            Solved { values, optimal, bound }
         }
-    }
-    values
-}
-
-/// Solves one component lexicographically within `limit`.
-pub fn solve_component(model: &Model, comp: &Component, unit_vars: &[Var], limit: Option<Duration>) -> Solved {
-    let started = Instant::now();
-    let left = |limit: Option<Duration>| limit.map(|l| l.saturating_sub(started.elapsed()));
-    let warm = all_ingress(model, comp);
-    let sides_of = |values: &BTreeMap<Var, bool>| {
-        unit_vars
-            .iter()
-            .map(|v| if values.get(v).copied().unwrap_or(true) { Side::Ingress } else { Side::Egress })
-            .collect()
-    };
-    let Some((phase1, cost)) = run(comp, &comp.cost, None, &warm, false, limit) else {
-        // No solution in time: the feasible start, with the LP bound.
-        let bound = run(comp, &comp.cost, None, &warm, true, None).map_or(0.0, |(_, b)| b);
-        return Solved { sides: sides_of(&warm), optimal: false, bound };
-    };
-    if !phase1.optimal {
-        let bound = run(comp, &comp.cost, None, &warm, true, None).map_or(0.0, |(_, b)| b);
-        return Solved { sides: sides_of(&phase1.values), optimal: false, bound: bound.min(cost) };
-    }
-    match run(comp, &comp.traffic, Some((&comp.cost, cost)), &phase1.values, false, left(limit)) {
-        Some((phase2, _)) => Solved { sides: sides_of(&phase2.values), optimal: phase2.optimal, bound: cost },
-        None => Solved { sides: sides_of(&phase1.values), optimal: false, bound: cost },
+        None => Solved { bound: lp_bound(), values: start, optimal: false },
     }
 }

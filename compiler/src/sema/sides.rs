@@ -159,45 +159,8 @@ pub fn legal_sides(facts: &[&PolicyFacts], graph: &CallGraph) -> LegalSides {
             }
         }
     }
-    let name_of: BTreeMap<PolicyOrder, &str> = facts.iter().map(|f| (f.order, f.name.as_str())).collect();
-    // Rule 4 propagation: an earlier unit that can only run at ingress forbids egress to the later
-    // one; a later unit that can only run at egress forbids ingress to the earlier one.
-    loop {
-        let mut changed = false;
-        for k in &constraints {
-            let (Some(p), Some(q)) = (get(&units, k.earlier), get(&units, k.later)) else { continue };
-            let p_only_ingress = p.ingress && !p.egress;
-            let q_only_egress = q.egress && !q.ingress;
-            let call = graph.call_name(k.call);
-            if p_only_ingress && q.egress {
-                let reason = format!(
-                    "`{}` comes first on `{call}`, depends on this policy, and can only run at ingress",
-                    name_of.get(&k.earlier.0).unwrap_or(&"?")
-                );
-                if let Some(q) = get_mut(&mut units, k.later) {
-                    remove(q, Side::Egress, Rule::Ordering, reason, Some(k.earlier.0));
-                    changed = true;
-                }
-            } else if q_only_egress && p.ingress {
-                let reason = format!(
-                    "`{}` comes later on `{call}`, depends on this policy, and can only run at egress",
-                    name_of.get(&k.later.0).unwrap_or(&"?")
-                );
-                if let Some(p) = get_mut(&mut units, k.earlier) {
-                    remove(p, Side::Ingress, Rule::Ordering, reason, Some(k.later.0));
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    // A constraint whose earlier unit cannot run at ingress, or whose later unit cannot run at
-    // egress, always holds: the optimiser need not see it.
-    constraints.retain(|k| {
-        get(&units, k.earlier).is_some_and(|p| p.ingress) && get(&units, k.later).is_some_and(|q| q.egress)
-    });
+    let names: BTreeMap<PolicyOrder, String> = facts.iter().map(|f| (f.order, f.name.clone())).collect();
+    propagate(&mut units, &mut constraints, &names, graph);
     LegalSides { units, constraints }
 }
 
@@ -207,4 +170,50 @@ fn get(units: &BTreeMap<PolicyOrder, Vec<Unit>>, (order, i): (PolicyOrder, u32))
 
 fn get_mut(units: &mut BTreeMap<PolicyOrder, Vec<Unit>>, (order, i): (PolicyOrder, u32)) -> Option<&mut Unit> {
     units.get_mut(&order).and_then(|u| u.get_mut(i as usize))
+}
+
+/// Rule 4 propagation to a fixed point: an earlier unit that can only run at ingress forbids egress
+/// to the later one; a later unit that can only run at egress forbids ingress to the earlier one.
+/// Then drops the constraints that always hold (earlier unit never at ingress, or later never at
+/// egress), which the optimiser need not see.
+pub fn propagate(
+    units: &mut BTreeMap<PolicyOrder, Vec<Unit>>,
+    constraints: &mut Vec<OrderingConstraint>,
+    names: &BTreeMap<PolicyOrder, String>,
+    graph: &CallGraph,
+) {
+    let name = |o: &PolicyOrder| names.get(o).map_or("?", String::as_str).to_string();
+    loop {
+        let mut changed = false;
+        for k in constraints.iter() {
+            let (Some(p), Some(q)) = (get(units, k.earlier), get(units, k.later)) else { continue };
+            let p_only_ingress = p.ingress && !p.egress;
+            let q_only_egress = q.egress && !q.ingress;
+            let call = graph.call_name(k.call);
+            if p_only_ingress && q.egress {
+                let reason = format!(
+                    "`{}` comes first on `{call}`, depends on this policy, and can only run at ingress",
+                    name(&k.earlier.0)
+                );
+                if let Some(q) = get_mut(units, k.later) {
+                    remove(q, Side::Egress, Rule::Ordering, reason, Some(k.earlier.0));
+                    changed = true;
+                }
+            } else if q_only_egress && p.ingress {
+                let reason = format!(
+                    "`{}` comes later on `{call}`, depends on this policy, and can only run at egress",
+                    name(&k.later.0)
+                );
+                if let Some(p) = get_mut(units, k.earlier) {
+                    remove(p, Side::Ingress, Rule::Ordering, reason, Some(k.later.0));
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    constraints
+        .retain(|k| get(units, k.earlier).is_some_and(|p| p.ingress) && get(units, k.later).is_some_and(|q| q.egress));
 }
