@@ -245,9 +245,16 @@ pub fn file_policy_checks(db: &dyn salsa::Database, program: Program, pos: u32) 
     let items = &parse_file(db, file).file.items;
     let scope = Scope { file: file.id(db), symbols: symbols(db, program), enums: enums(db, program) };
     let (kinds, graph) = (kind_table(db, program), call_graph(db, program));
+    let broken = broken_items(parse_file(db, file));
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let ItemKind::Policy(p) = &item.kind else { continue };
+        // A policy with a syntax error lost some of its parts: it takes no part in placement
+        // until it parses, so it cannot make other policies unplaceable.
+        if broken.contains(&item.span) {
+            out.push((i as u32, None, Vec::new()));
+            continue;
+        }
         let mut diags = Vec::new();
         let checked = policy::check(p, (pos, i as u32), &scope, kinds, graph, &mut diags);
         out.push((i as u32, checked, diags));
@@ -330,13 +337,7 @@ pub fn file_diagnostics(db: &dyn salsa::Database, program: Program, pos: u32) ->
     }
     // An item with a syntax error lost some of its parts: what the later stages say of it would
     // mostly repeat that error, so only the syntax errors are shown until it parses.
-    let broken: Vec<Span> = parse
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .filter_map(|d| parse.file.items.iter().find(|i| i.span.start <= d.span.start && d.span.start <= i.span.end))
-        .map(|i| i.span)
-        .collect();
+    let broken = broken_items(parse);
     if !broken.is_empty() {
         diags.retain(|d| {
             d.code.starts_with("E00")
@@ -346,6 +347,17 @@ pub fn file_diagnostics(db: &dyn salsa::Database, program: Program, pos: u32) ->
     }
     diags.sort_by_key(|d| (d.span.start, d.span.end, d.code));
     diags
+}
+
+/// The spans of the items that have a syntax error.
+fn broken_items(parse: &Parse) -> Vec<Span> {
+    parse
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .filter_map(|d| parse.file.items.iter().find(|i| i.span.start <= d.span.start && d.span.start <= i.span.end))
+        .map(|i| i.span)
+        .collect()
 }
 
 /// Every diagnostic of the program: file by file (the prelude first), each in source order.
@@ -543,13 +555,17 @@ fn unplaceable(
                 d = d.with_label(f, span, label);
             }
         }
-        let pinned = unit.removed.iter().any(|r| r.rule == Rule::Pin);
-        d = d.with_help(if pinned {
-            "remove the `at` pin, or move the policy so that its side is allowed"
-        } else if unit.removed.iter().any(|r| r.rule == Rule::Ordering) {
-            "declare the policies in the other order, or split the policy so that no unit needs both sides"
+        let has = |rule: Rule| unit.removed.iter().any(|r| r.rule == rule);
+        d = d.with_help(if has(Rule::Pin) {
+            "remove the `at` pin, or pin the side the kind allows"
+        } else if has(Rule::Ordering) {
+            "declare the dependent policies in the other order on this call, or make one of them able to run on either side"
+        } else if has(Rule::External) {
+            "this call crosses the edge of the mesh, where only one side has an ADM: use a kind that can run on that side"
+        } else if has(Rule::SharedState) {
+            "narrow the selectors so that the shared state has one sender (or one receiver), or use a kind that can run on the other side"
         } else {
-            "split the policy's selectors so that each unit can run on one side"
+            "use a kind whose placement allows a side this unit can take"
         });
         diags.push(d);
     }

@@ -259,8 +259,12 @@ fn fmt(paths: &[PathBuf], check: bool, to_stdout: bool, color: bool) -> Result<E
         let formatted = match adm_syntax::format::format(&source.text) {
             Ok(text) => text,
             Err(mut diagnostics) => {
+                // The formatter parses each file alone, as file 0.
                 for d in &mut diagnostics {
                     d.file = id;
+                    for l in &mut d.labels {
+                        l.file = id;
+                    }
                 }
                 let mut stderr = std::io::stderr().lock();
                 render::human(&sources, &diagnostics, color, &mut stderr)

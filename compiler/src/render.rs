@@ -11,7 +11,7 @@ use crate::source::Sources;
 /// Draws each diagnostic the way a terminal user reads it: the code, the message, the source lines
 /// with the spans underlined and labelled, then the help.
 pub fn human(sources: &Sources, diagnostics: &[Diagnostic], color: bool, out: &mut dyn Write) -> std::io::Result<()> {
-    let mut cache = ariadne::sources(sources.iter().map(|(_, s)| (s.name.clone(), s.text.clone())));
+    let mut cache = ariadne::sources(sources.iter_with_prelude().map(|(_, s)| (s.name.clone(), s.text.clone())));
     for d in diagnostics {
         let name = sources.name(d.file).to_string();
         let (kind, main_color) = match d.severity {
@@ -104,10 +104,11 @@ pub struct JsonReport {
 
 /// Converts diagnostics to their JSON form. Line indexes are built once per file.
 pub fn json(sources: &Sources, diagnostics: &[Diagnostic]) -> JsonReport {
-    let indexes: Vec<LineIndex> = sources.iter().map(|(_, s)| LineIndex::new(&s.text)).collect();
+    let indexes: std::collections::BTreeMap<adm_syntax::FileId, LineIndex> =
+        sources.iter_with_prelude().map(|(id, s)| (id, LineIndex::new(&s.text))).collect();
     let position = |file: adm_syntax::FileId, offset: u32| {
         let text = sources.text(file);
-        let (line, column) = match indexes.get(file.0 as usize) {
+        let (line, column) = match indexes.get(&file) {
             Some(index) => index.line_col(text, offset),
             None => (1, 1),
         };

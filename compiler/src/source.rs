@@ -41,7 +41,11 @@ impl Sources {
         id
     }
 
+    /// A file of the program, or the prelude (which every program includes).
     pub fn get(&self, id: FileId) -> Option<&Source> {
+        if id == crate::db::PRELUDE_FILE {
+            return Some(prelude());
+        }
         self.files.get(id.0 as usize)
     }
 
@@ -53,8 +57,14 @@ impl Sources {
         self.get(id).map_or("", |s| s.text.as_str())
     }
 
+    /// The program's files (without the prelude).
     pub fn iter(&self) -> impl Iterator<Item = (FileId, &Source)> {
         self.files.iter().enumerate().map(|(i, s)| (FileId(i as u32), s))
+    }
+
+    /// The program's files and the prelude, for rendering labels that point into it.
+    pub fn iter_with_prelude(&self) -> impl Iterator<Item = (FileId, &Source)> {
+        std::iter::once((crate::db::PRELUDE_FILE, prelude())).chain(self.iter())
     }
 
     pub fn len(&self) -> usize {
@@ -107,6 +117,12 @@ impl Sources {
         }
         Ok(sources)
     }
+}
+
+/// The prelude as a source, for diagnostics whose labels point into it.
+fn prelude() -> &'static Source {
+    static PRELUDE: std::sync::OnceLock<Source> = std::sync::OnceLock::new();
+    PRELUDE.get_or_init(|| Source { name: "<prelude>".to_string(), path: None, text: crate::db::PRELUDE.to_string() })
 }
 
 fn display_name(path: &Path) -> String {

@@ -59,6 +59,36 @@ fn err_cases_report_diagnostics() {
     });
 }
 
+/// Programs of several files: each folder under `corpus/ok` or `corpus/err` is one program.
+#[test]
+fn multi_file_cases() {
+    for kind in ["ok", "err"] {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(kind);
+        let mut dirs: Vec<_> =
+            std::fs::read_dir(&root).unwrap().filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        dirs.sort();
+        for dir in dirs {
+            let sources = Sources::load(std::slice::from_ref(&dir)).unwrap_or_else(|e| panic!("{e}"));
+            let checked = admc::check(&sources);
+            let rendered = render::human_plain(&sources, &checked.diagnostics);
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if kind == "ok" {
+                assert!(checked.diagnostics.is_empty(), "{name}:\n{rendered}");
+            } else {
+                assert!(!checked.diagnostics.is_empty(), "{name}: expected diagnostics");
+            }
+            let mut shown = String::new();
+            for (_, s) in sources.iter() {
+                let file = Path::new(&s.name).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                shown.push_str(&format!("=== {file} ===\n{}", s.text));
+            }
+            shown.push_str("=== diagnostics ===\n");
+            shown.push_str(&rendered.replace(&format!("{}/", dir.display()), ""));
+            insta::assert_snapshot!(format!("{kind}-{name}"), shown);
+        }
+    }
+}
+
 /// The front end's promise: independent syntax errors are each reported, at the right place, and
 /// the rest of the file still parses.
 #[test]

@@ -78,8 +78,26 @@ fn every_emitted_code_is_documented() {
 #[test]
 fn every_documented_example_produces_its_code() {
     for (code, example) in documented() {
+        // An example of several files marks each with a `// file: NAME` line.
         let mut sources = Sources::new();
-        sources.add("example.adm", example.clone());
+        let mut files: Vec<(String, String)> = Vec::new();
+        for line in example.lines() {
+            match line.strip_prefix("// file: ") {
+                Some(name) => files.push((name.trim().to_string(), String::new())),
+                None => {
+                    if files.is_empty() {
+                        files.push(("example.adm".to_string(), String::new()));
+                    }
+                    if let Some((_, text)) = files.last_mut() {
+                        text.push_str(line);
+                        text.push('\n');
+                    }
+                }
+            }
+        }
+        for (name, text) in files {
+            sources.add(name, text);
+        }
         let checked = admc::check(&sources);
         assert!(
             checked.diagnostics.iter().any(|d| d.code == code),

@@ -8,7 +8,8 @@ use super::sides::by_call;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ConflictKind {
-    /// An `allow` and a `deny` (or two allow-lists) decide requests from `source` differently.
+    /// An `allow` and a `deny` (or two allow-lists) decide requests from `source` differently: one
+    /// lets them through, the other refuses them. (A deny-list has no say on sources it omits.)
     Access { source: Node, earlier_permits: bool },
     /// Two policies of an `exclusive` kind act on the same call and method.
     Exclusive { kind: String },
@@ -38,9 +39,13 @@ pub fn find(facts: &[&PolicyFacts], graph: &CallGraph) -> Vec<Conflict> {
                 if !methods_overlap(pm, qm) {
                     continue;
                 }
-                let kind = match (&p.access, &q.access) {
-                    (Some(a), Some(b)) if a.permits(edge.from) != b.permits(edge.from) => {
-                        Some(ConflictKind::Access { source: edge.from, earlier_permits: a.permits(edge.from) })
+                let decisions = (
+                    p.access.as_ref().and_then(|a| a.decides(edge.from)),
+                    q.access.as_ref().and_then(|a| a.decides(edge.from)),
+                );
+                let kind = match decisions {
+                    (Some(a), Some(b)) if a != b => {
+                        Some(ConflictKind::Access { source: edge.from, earlier_permits: a })
                     }
                     _ if p.exclusive && p.kind == q.kind => Some(ConflictKind::Exclusive { kind: p.kind.clone() }),
                     _ => None,

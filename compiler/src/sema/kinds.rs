@@ -35,10 +35,11 @@ pub fn lower_type(t: &TypeExpr, scope: &Scope<'_>, diags: &mut Vec<Diagnostic>) 
             other => {
                 let mut d = Diagnostic::error("E0103", scope.file, n.span, format!("unknown type `{other}`"))
                     .with_primary("no type has this name");
-                let candidates = BUILTIN_TYPES.iter().copied().chain(scope.symbols.names(Namespace::Type));
+                let candidates =
+                    BUILTIN_TYPES.iter().copied().filter(|t| *t != "list").chain(scope.symbols.names(Namespace::Type));
                 d = match suggest::help(other, "type", candidates) {
                     Some(help) => d.with_help(help),
-                    None => d.with_help(format!("the types are {}, `list<T>` and enums", BUILTIN_TYPES.join(", "))),
+                    None => d.with_help(format!("the types are {}<T> and enums", BUILTIN_TYPES.join(", "))),
                 };
                 diags.push(d);
                 return None;
@@ -214,7 +215,7 @@ pub fn lower_kind(
                                     "E0206",
                                     file,
                                     item.span,
-                                    format!("`{p}` is a `{}`, which has no sign", d.ty),
+                                    format!("`{p}` is of type `{}`, which has no sign", d.ty),
                                 )
                                 .with_help("`positive` lists numeric parameters: int, duration, rate, percent, size"),
                             );
@@ -322,7 +323,10 @@ fn lower_fact(
                             "E0207",
                             file,
                             arg.span,
-                            format!("`header({p})` names a header by a `{}` parameter; it must be a `string`", d.ty),
+                            format!(
+                                "`header({p})` names a header by a parameter of type `{}`; it must be a `string`",
+                                d.ty
+                            ),
                         ));
                         None
                     }
@@ -357,7 +361,11 @@ fn lower_fact(
             if let ValueKind::Name(n) = &v.kind {
                 let other: &[&str] = if is_reads { &["destination"] } else { &["source", "method", "path"] };
                 if other.contains(&n.as_str()) {
-                    d = d.with_help(format!("`{n}` can be {}, not {list}", if is_reads { "written" } else { "read" }));
+                    d = d.with_help(if is_reads {
+                        format!("`{n}` is a fact a kind may write, not read")
+                    } else {
+                        format!("`{n}` is a fact a kind may read, not write")
+                    });
                 }
             }
             diags.push(d);

@@ -534,12 +534,17 @@ pub struct Access {
 }
 
 impl Access {
-    /// Whether a request from `source` passes this policy.
-    pub fn permits(&self, source: Node) -> bool {
+    /// What the policy decides for requests from `source`: an allow-list lets its sources through
+    /// and refuses every other; a deny-list refuses its sources and has no say on the others.
+    pub fn decides(&self, source: Node) -> Option<bool> {
         let listed = match source {
             Node::Service(s) => self.from.contains(&s),
             Node::External => false,
         };
-        listed == self.allow
+        match (self.allow, listed) {
+            (true, listed) => Some(listed),
+            (false, true) => Some(false),
+            (false, false) => None,
+        }
     }
 }

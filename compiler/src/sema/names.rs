@@ -84,7 +84,7 @@ pub struct Symbols {
 
 /// Built-in type names: an enum may not take one.
 pub const BUILTIN_TYPES: &[&str] =
-    &["int", "bool", "string", "duration", "rate", "percent", "size", "service", "method"];
+    &["int", "bool", "string", "duration", "rate", "percent", "size", "service", "method", "list"];
 
 impl Symbols {
     pub fn add(&mut self, name: &str, site: DefSite) {

@@ -349,16 +349,15 @@ fn warn_useless_sources(p: &Policy, covered: &[Covered], graph: &CallGraph, file
         let targets: std::collections::BTreeSet<&str> =
             covered.iter().filter_map(|c| graph.call(c.call)).map(|e| graph.node_name(e.to)).collect();
         let targets: Vec<String> = targets.into_iter().take(3).map(|t| format!("`{t}`")).collect();
-        let what = if graph.groups.contains_key(name) { "no service of group" } else { "service" };
+        let message = if graph.groups.contains_key(name) {
+            format!("no service of group `{name}` calls {}", targets.join(", "))
+        } else {
+            format!("`{name}` never calls {}", targets.join(", "))
+        };
         diags.push(
-            Diagnostic::warning(
-                "W0500",
-                file,
-                item.span,
-                format!("{what} `{name}` never calls {}", targets.join(", ")),
-            )
-            .with_primary("this source sends none of the calls the policy covers")
-            .with_help("declare the call if it exists, or remove the source from the list"),
+            Diagnostic::warning("W0500", file, item.span, message)
+                .with_primary("this source sends none of the calls the policy covers")
+                .with_help("declare the call if it exists, or remove the source from the list"),
         );
     }
 }
