@@ -213,12 +213,120 @@ fn the_prelude_is_a_valid_program_of_its_own() {
     assert!(stderr(&check).contains("E0105"), "{}", stderr(&check));
 }
 
+/// Three services calling round in a triangle, each call with a policy that may run on either side:
+/// no reduction applies, so the model keeps a component.
+const TRIANGLE: &str = "service a { port: 1 }
+service b { port: 2 }
+service c { port: 3 }
+call a -> b { rate: 10/s }
+call b -> c { rate: 20/s }
+call c -> a { rate: 30/s }
+policy ab = access_log() on a -> b
+policy bc = access_log() on b -> c
+policy ca = access_log() on c -> a
+";
+
+#[test]
+fn plan_prints_the_table_and_json() {
+    let out = admc(&["plan", "-"], Some(TRIANGLE));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("this plan (optimal)"), "{table}");
+    assert!(table.contains("sidecar at every service"), "{table}");
+    assert!(table.contains("ADMs (2)"), "a triangle is covered by two of its corners: {table}");
+    let json = admc(&["plan", "--format", "json", "-"], Some(TRIANGLE));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(plan["schema_version"], 1);
+    assert_eq!(plan["status"]["optimal"], true);
+    assert_eq!(plan["objective"]["adms"], 2);
+    assert_eq!(plan["baselines"]["sidecar"]["adms"], 3);
+    assert_eq!(plan["objective"]["traffic_rps"], 60.0);
+    let per_direction = admc(&["plan", "--format", "json", "--adm-per-direction", "-"], Some(TRIANGLE));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&per_direction)).unwrap();
+    assert_eq!(plan["mode"], "per_direction");
+    assert_eq!(plan["baselines"]["sidecar"]["adms"], 6);
+}
+
+#[test]
+fn plan_emits_the_model_in_lp_format() {
+    let out = admc(&["plan", "--emit-model", "-", "-"], Some(TRIANGLE));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lp = stdout(&out);
+    for needle in ["Minimize", "Subject To", "Binary", "End", "y_a", "y_b", "y_c", ">= 1"] {
+        assert!(lp.contains(needle), "`{needle}` missing:\n{lp}");
+    }
+}
+
+#[test]
+fn an_unplaceable_program_builds_nothing() {
+    let dir = scratch("unplaceable");
+    let out_dir = dir.join("out");
+    let program = "service a { port: 1, external: ingress }\npolicy r = retry(attempts: 1, per_try_timeout: 1s) on external -> a\n";
+    let out = admc(&["build", "-o", &out_dir.to_string_lossy(), "-"], Some(program));
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("E0400"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing placed"));
+    assert!(!out_dir.exists(), "an unplaceable program wrote files");
+}
+
+#[test]
+fn build_writes_every_artifact_and_removes_stale_ones() {
+    let dir = scratch("build");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(out_dir.join("adm")).unwrap();
+    std::fs::write(out_dir.join("adm/gone.json"), "{}").unwrap();
+    let out = admc(&["build", "-o", &out_dir.to_string_lossy(), "-"], Some(TRIANGLE));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out_dir.join("plan.json").is_file());
+    assert!(out_dir.join("ebpf/maps.json").is_file());
+    let adms: Vec<String> = std::fs::read_dir(out_dir.join("adm"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(adms.len(), 2, "{adms:?}");
+    assert!(!adms.contains(&"gone.json".to_string()), "a stale configuration survived");
+    // Same input, same bytes.
+    let first = std::fs::read(out_dir.join("plan.json")).unwrap();
+    admc(&["build", "-o", &out_dir.to_string_lossy(), "-"], Some(TRIANGLE));
+    assert_eq!(first, std::fs::read(out_dir.join("plan.json")).unwrap());
+}
+
+#[test]
+fn explain_answers_for_policies_and_services() {
+    let out = admc(&["explain", "ab", "-"], Some(TRIANGLE));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("legal sides: ingress, egress"), "{text}");
+    assert!(text.contains("instead:"), "{text}");
+    let service = admc(&["explain", "b", "-"], Some(TRIANGLE));
+    assert!(stdout(&service).contains("service `b`"), "{}", stdout(&service));
+    let unknown = admc(&["explain", "abb", "-"], Some(TRIANGLE));
+    assert_eq!(code(&unknown), 1);
+    assert!(stderr(&unknown).contains("did you mean `ab`?"), "{}", stderr(&unknown));
+}
+
+#[test]
+fn a_bad_time_limit_is_a_usage_error() {
+    let out = admc(&["plan", "--time-limit=0", "-"], Some(TRIANGLE));
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--time-limit"), "{}", stderr(&out));
+}
+
 #[test]
 fn version_and_help_teach() {
     let version = admc(&["--version"], None);
     assert_eq!(code(&version), 0);
     assert!(stdout(&version).starts_with("admc "));
-    for sub in [&["--help"][..], &["check", "--help"], &["fmt", "--help"], &["prelude", "--help"]] {
+    for sub in [
+        &["--help"][..],
+        &["check", "--help"],
+        &["fmt", "--help"],
+        &["prelude", "--help"],
+        &["plan", "--help"],
+        &["build", "--help"],
+        &["explain", "--help"],
+    ] {
         let out = admc(sub, None);
         assert_eq!(code(&out), 0);
         let help = stdout(&out);
