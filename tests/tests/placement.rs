@@ -13,26 +13,8 @@ use adm_syntax::ast::Side;
 use admc::db;
 use admc::place::{PlaceOptions, Status};
 use admc::sema::model::{Node, Unit};
+use adm_bench::Rng;
 use admc::Sources;
-
-/// SplitMix64, so every run tests the same programs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn random_program(rng: &mut Rng) -> String {
     let n = 2 + rng.below(9);
