@@ -90,6 +90,9 @@ pub struct Diagnostic {
     pub primary_label: Option<String>,
     pub labels: Vec<Label>,
     pub help: Option<String>,
+    /// Text that fixes the problem when it replaces the primary span (a "did you mean" name),
+    /// for editors' quick fixes.
+    pub replacement: Option<String>,
 }
 
 impl Diagnostic {
@@ -103,6 +106,7 @@ impl Diagnostic {
             primary_label: None,
             labels: Vec::new(),
             help: None,
+            replacement: None,
         }
     }
 
@@ -123,6 +127,11 @@ impl Diagnostic {
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_replacement(mut self, text: impl Into<String>) -> Self {
+        self.replacement = Some(text.into());
         self
     }
 

@@ -103,10 +103,10 @@ pub fn check_file(file: FileId, ast: &SourceFile, symbols: &Symbols, diags: &mut
 pub fn unknown_service(file: FileId, name: &Name, symbols: &Symbols) -> Diagnostic {
     let mut d = Diagnostic::error("E0101", file, name.span, format!("unknown service `{}`", name.text))
         .with_primary("no service has this name");
-    if let Some(help) = suggest::help(&name.text, "service", symbols.names_of(DefKind::Service)) {
-        d = d.with_help(help);
-    } else if let Some(help) = suggest::help(&name.text, "group", symbols.names(Namespace::Service)) {
-        d = d.with_help(help);
+    if let Some((help, name)) = suggest::help(&name.text, "service", symbols.names_of(DefKind::Service)) {
+        d = d.with_help(help).with_replacement(name);
+    } else if let Some((help, name)) = suggest::help(&name.text, "group", symbols.names(Namespace::Service)) {
+        d = d.with_help(help).with_replacement(name);
     }
     d
 }
@@ -162,7 +162,7 @@ fn known_fields<'a>(
             let mut d =
                 Diagnostic::error("E0202", file, f.name.span, format!("unknown {what} field `{}`", f.name.text));
             d = match suggest::help(&f.name.text, "field", allowed.iter().copied()) {
-                Some(help) => d.with_help(help),
+                Some((help, name)) => d.with_help(help).with_replacement(name),
                 None => d.with_help(format!("the fields of a {what} are {}", allowed.join(", "))),
             };
             diags.push(d);

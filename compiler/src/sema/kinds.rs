@@ -38,7 +38,7 @@ pub fn lower_type(t: &TypeExpr, scope: &Scope<'_>, diags: &mut Vec<Diagnostic>) 
                 let candidates =
                     BUILTIN_TYPES.iter().copied().filter(|t| *t != "list").chain(scope.symbols.names(Namespace::Type));
                 d = match suggest::help(other, "type", candidates) {
-                    Some(help) => d.with_help(help),
+                    Some((help, name)) => d.with_help(help).with_replacement(name),
                     None => d.with_help(format!("the types are {}<T> and enums", BUILTIN_TYPES.join(", "))),
                 };
                 diags.push(d);
@@ -228,8 +228,8 @@ pub fn lower_kind(
                                 item.span,
                                 format!("`{p}` is not a parameter of `{}`", k.name.text),
                             );
-                            if let Some(help) = suggest::help(p, "parameter", params.iter().map(|d| d.name.as_str())) {
-                                d = d.with_help(help);
+                            if let Some((help, name)) = suggest::help(p, "parameter", params.iter().map(|d| d.name.as_str())) {
+                                d = d.with_help(help).with_replacement(name);
                             }
                             diags.push(d);
                             ok = false;
@@ -241,7 +241,7 @@ pub fn lower_kind(
                 let mut d = Diagnostic::error("E0202", file, f.name.span, format!("unknown kind property `{other}`"))
                     .with_primary("not a property of kinds");
                 d = match suggest::help(other, "property", PROPERTIES.iter().copied()) {
-                    Some(help) => d.with_help(help),
+                    Some((help, name)) => d.with_help(help).with_replacement(name),
                     None => d.with_help(format!("the properties are {}", PROPERTIES.join(", "))),
                 };
                 diags.push(d);
@@ -337,8 +337,8 @@ fn lower_fact(
                             arg.span,
                             format!("`{p}` is not a parameter of this kind"),
                         );
-                        if let Some(help) = suggest::help(p, "parameter", params.iter().map(|d| d.name.as_str())) {
-                            d = d.with_help(help);
+                        if let Some((help, name)) = suggest::help(p, "parameter", params.iter().map(|d| d.name.as_str())) {
+                            d = d.with_help(help).with_replacement(name);
                         }
                         diags.push(d);
                         None

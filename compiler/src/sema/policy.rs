@@ -32,7 +32,7 @@ pub fn check(
             let mut d = Diagnostic::error("E0102", file, p.kind.span, format!("unknown kind `{}`", p.kind.text))
                 .with_primary("no kind has this name");
             d = match suggest::help(&p.kind.text, "kind", kinds.keys().map(String::as_str)) {
-                Some(help) => d.with_help(help),
+                Some((help, name)) => d.with_help(help).with_replacement(name),
                 None => {
                     d.with_help("`admc prelude` lists the built-in kinds; a program may declare its own with `kind`")
                 }
@@ -114,7 +114,7 @@ fn check_args(p: &Policy, kind: &KindDef, scope: &Scope<'_>, diags: &mut Vec<Dia
                 Diagnostic::error("E0202", file, a.name.span, format!("`{}` has no parameter `{name}`", kind.name))
                     .with_primary("unknown argument");
             d = match suggest::help(name, "parameter", kind.params.iter().map(|p| p.name.as_str())) {
-                Some(help) => d.with_help(help),
+                Some((help, name)) => d.with_help(help).with_replacement(name),
                 None => d.with_help(format!("the parameters are: {}", kind.signature())),
             };
             diags.push(d);
@@ -204,8 +204,8 @@ fn nodes(end: &Endpoint, scope: &Scope<'_>, graph: &CallGraph, diags: &mut Vec<D
                         format!("unknown service or group `{}`", n.text),
                     )
                     .with_primary("no service or group has this name");
-                    if let Some(help) = suggest::help(&n.text, "service", scope.symbols.names(Namespace::Service)) {
-                        d = d.with_help(help);
+                    if let Some((help, name)) = suggest::help(&n.text, "service", scope.symbols.names(Namespace::Service)) {
+                        d = d.with_help(help).with_replacement(name);
                     }
                     diags.push(d);
                 }
@@ -282,7 +282,7 @@ fn cover(p: &Policy, scope: &Scope<'_>, graph: &CallGraph, diags: &mut Vec<Diagn
                 .with_primary("a selector may name only methods that every call it matches declares");
                 if let Some(declared) = lacking.first().and_then(|c| graph.call(*c)).and_then(|e| e.methods.as_ref()) {
                     d = match suggest::help(&m.text, "method", declared.iter().map(String::as_str)) {
-                        Some(help) => d.with_help(help),
+                        Some((help, name)) => d.with_help(help).with_replacement(name),
                         None => {
                             d.with_help(format!("`{}` declares: {}", graph.call_name(lacking[0]), declared.join(", ")))
                         }

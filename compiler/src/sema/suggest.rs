@@ -14,9 +14,9 @@ pub fn closest<'a>(unknown: &str, candidates: impl IntoIterator<Item = &'a str>)
     best.map(|(_, c)| c)
 }
 
-/// The help line for an unknown name.
-pub fn help<'a>(unknown: &str, what: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    closest(unknown, candidates).map(|c| format!("did you mean the {what} `{c}`?"))
+/// The help line for an unknown name, and the name to put in its place.
+pub fn help<'a>(unknown: &str, what: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<(String, String)> {
+    closest(unknown, candidates).map(|c| (format!("did you mean the {what} `{c}`?"), c.to_string()))
 }
 
 /// Levenshtein distance with adjacent transpositions (optimal string alignment).

@@ -130,8 +130,8 @@ pub fn check(ty: &Ty, value: &Value, scope: &Scope<'_>, diags: &mut Vec<Diagnost
             if scope.symbols.service_like(n).is_none() {
                 let mut d = Diagnostic::error("E0101", file, value.span, format!("unknown service or group `{n}`"))
                     .with_primary("no service or group has this name");
-                if let Some(help) = suggest::help(n, "service", scope.symbols.names(Namespace::Service)) {
-                    d = d.with_help(help);
+                if let Some((help, name)) = suggest::help(n, "service", scope.symbols.names(Namespace::Service)) {
+                    d = d.with_help(help).with_replacement(name);
                 }
                 diags.push(d);
                 return None;
@@ -144,8 +144,8 @@ pub fn check(ty: &Ty, value: &Value, scope: &Scope<'_>, diags: &mut Vec<Diagnost
             if !variants.iter().any(|v| v == n) {
                 let mut d = Diagnostic::error("E0205", file, value.span, format!("`{n}` is not a value of `{e}`"))
                     .with_primary(format!("expected one of: {}", variants.join(", ")));
-                if let Some(help) = suggest::help(n, "value", variants.iter().map(String::as_str)) {
-                    d = d.with_help(help);
+                if let Some((help, name)) = suggest::help(n, "value", variants.iter().map(String::as_str)) {
+                    d = d.with_help(help).with_replacement(name);
                 }
                 diags.push(d);
                 return None;
