@@ -119,7 +119,7 @@ fn check(services: usize, runs: usize, admc: Option<PathBuf>) -> Result<(), Stri
         None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("admc"),
     };
     if !admc.exists() {
-        return Err(format!("`{}` not found; run `cargo build --release -p admc` first", admc.display()));
+        return Err(format!("`{}` not found; run `cargo build --release -p admc-cli` first", admc.display()));
     }
     let dir = std::env::temp_dir().join(format!("adm-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
