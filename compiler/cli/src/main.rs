@@ -130,6 +130,15 @@ Exit status: 0 explained, 1 the program has errors or NAME is unknown, 2 usage o
         #[command(flatten)]
         input: PlanInput,
     },
+    /// Run the language server (LSP over standard input and output) for editors
+    #[command(after_help = "\
+Every *.adm file under the workspace folder the editor opens forms one program; unsaved buffers
+override the files on disk. Diagnostics, hover (kind signatures, covered calls, legal sides and
+placement), go to definition, references, rename, completion, symbols, formatting, inlay hints
+with each policy's placement, and quick fixes for \"did you mean\" errors.
+
+Exit status: 0 when the editor ends the session, 2 on a protocol error.")]
+    Lsp,
     /// Print the prelude: the built-in kinds and enums, written in .adm
     #[command(after_help = "\
 Every program is checked together with the prelude. A program may declare its own kinds and
@@ -181,6 +190,7 @@ fn main() -> ExitCode {
         Command::Plan { input, format, emit_model } => plan_command(&input, format, emit_model.as_deref(), color),
         Command::Build { input, out } => build_command(&input, &out, color),
         Command::Explain { name, input } => explain_command(&name, &input, color),
+        Command::Lsp => adm_lsp::run_stdio().map(|()| ExitCode::SUCCESS),
         Command::Prelude => {
             print!("{}", admc::db::PRELUDE);
             Ok(ExitCode::SUCCESS)

@@ -326,6 +326,7 @@ fn version_and_help_teach() {
         &["plan", "--help"],
         &["build", "--help"],
         &["explain", "--help"],
+        &["lsp", "--help"],
     ] {
         let out = admc(sub, None);
         assert_eq!(code(&out), 0);

@@ -228,7 +228,9 @@ pub fn lower_kind(
                                 item.span,
                                 format!("`{p}` is not a parameter of `{}`", k.name.text),
                             );
-                            if let Some((help, name)) = suggest::help(p, "parameter", params.iter().map(|d| d.name.as_str())) {
+                            if let Some((help, name)) =
+                                suggest::help(p, "parameter", params.iter().map(|d| d.name.as_str()))
+                            {
                                 d = d.with_help(help).with_replacement(name);
                             }
                             diags.push(d);
@@ -337,7 +339,9 @@ fn lower_fact(
                             arg.span,
                             format!("`{p}` is not a parameter of this kind"),
                         );
-                        if let Some((help, name)) = suggest::help(p, "parameter", params.iter().map(|d| d.name.as_str())) {
+                        if let Some((help, name)) =
+                            suggest::help(p, "parameter", params.iter().map(|d| d.name.as_str()))
+                        {
                             d = d.with_help(help).with_replacement(name);
                         }
                         diags.push(d);

@@ -204,7 +204,9 @@ fn nodes(end: &Endpoint, scope: &Scope<'_>, graph: &CallGraph, diags: &mut Vec<D
                         format!("unknown service or group `{}`", n.text),
                     )
                     .with_primary("no service or group has this name");
-                    if let Some((help, name)) = suggest::help(&n.text, "service", scope.symbols.names(Namespace::Service)) {
+                    if let Some((help, name)) =
+                        suggest::help(&n.text, "service", scope.symbols.names(Namespace::Service))
+                    {
                         d = d.with_help(help).with_replacement(name);
                     }
                     diags.push(d);
