@@ -67,6 +67,17 @@ enum Cmd {
         #[arg(long, default_value_t = 21)]
         runs: usize,
     },
+    /// Time the language server from a one-character edit to published diagnostics
+    Lsp {
+        /// Lines of the generated workspace
+        #[arg(long, default_value_t = 10_000)]
+        lines: usize,
+        /// Files it is split into
+        #[arg(long, default_value_t = 20)]
+        files: usize,
+        #[arg(long, default_value_t = 200)]
+        edits: usize,
+    },
     /// Time lexing+parsing and the whole `admc check` of a generated program
     Check {
         #[arg(long, default_value_t = 10_000)]
@@ -86,6 +97,13 @@ fn main() -> ExitCode {
             print!("{}", generate(MeshShape { services, calls_per_service, policies_per_service, seed }));
             ExitCode::SUCCESS
         }
+        Cmd::Lsp { lines, files, edits } => match lsp(lines, files.max(1), edits.max(2)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Cmd::Plan { sizes, runs } => match plan(&sizes, runs.max(1)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -186,6 +204,115 @@ fn check(services: usize, runs: usize, admc: Option<PathBuf>) -> Result<(), Stri
     println!("lex+parse:   {:>8.1} ms  {:>7.1} MB/s", parse.as_secs_f64() * 1e3, mb / parse.as_secs_f64());
     semantic(&text, runs)?;
 
+    Ok(())
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The language server in process, driven as an editor drives it: open a file of a generated
+/// workspace, then type and delete one character again and again, timing each edit until the
+/// server publishes the file's new diagnostics.
+fn lsp(lines: usize, files: usize, edits: usize) -> Result<(), String> {
+    use lsp_server::{Connection, Message, Notification, Request};
+    use serde_json::json;
+    // About six lines per service in the generated programs.
+    let services = (lines / 6).max(10);
+    let text = generate(MeshShape { services, calls_per_service: 4.0, policies_per_service: 1.0, seed: 3 });
+    let parts = adm_bench::split(&text, files);
+    let root = std::env::temp_dir().join(format!("adm-bench-lsp-{}", std::process::id()));
+    std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+    let total_lines: usize = parts.iter().map(|(_, t)| t.lines().count()).sum();
+    for (name, part) in &parts {
+        std::fs::write(root.join(name), part).map_err(|e| e.to_string())?;
+    }
+    let root = std::fs::canonicalize(&root).map_err(|e| e.to_string())?;
+    let uri = |p: &std::path::Path| adm_lsp::uri(p).map(|u| u.as_str().to_string()).unwrap_or_default();
+    let before = rss_kb();
+    let (server_end, client) = Connection::memory();
+    let server = std::thread::spawn(move || adm_lsp::serve(server_end));
+    let send = |m: Message| client.sender.send(m).map_err(|e| e.to_string());
+    let recv = || client.receiver.recv_timeout(Duration::from_secs(60)).map_err(|e| format!("the server stopped: {e}"));
+    send(Message::Request(Request::new(
+        1.into(),
+        "initialize".into(),
+        json!({ "capabilities": {}, "rootUri": uri(&root) }),
+    )))?;
+    loop {
+        if let Message::Response(_) = recv()? {
+            break;
+        }
+    }
+    send(Message::Notification(Notification::new("initialized".into(), json!({}))))?;
+    // The file to edit: the last one, where the policies are.
+    let (name, original) = parts.last().cloned().ok_or("no files")?;
+    let file_uri = uri(&root.join(&name));
+    let opened = Instant::now();
+    send(Message::Notification(Notification::new(
+        "textDocument/didOpen".into(),
+        json!({ "textDocument": { "uri": file_uri, "languageId": "adm", "version": 1, "text": original } }),
+    )))?;
+    // Wait until the server has published for every file once.
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < parts.len() {
+        if let Message::Notification(n) = recv()? {
+            if n.method == "textDocument/publishDiagnostics" {
+                seen.insert(n.params["uri"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    let ready = opened.elapsed();
+    let after_open = rss_kb();
+    // Edits at a policy's argument: a stray character (a syntax error), then its removal.
+    let line = original.lines().position(|l| l.starts_with("policy ")).ok_or("no policy to edit")? as u32;
+    let col = original.lines().nth(line as usize).and_then(|l| l.find('(')).ok_or("no arguments")? as u32 + 1;
+    let mut times = Vec::with_capacity(edits);
+    for i in 0..edits {
+        let version = i as i64 + 2;
+        let change = if i % 2 == 0 {
+            json!({ "range": { "start": { "line": line, "character": col }, "end": { "line": line, "character": col } }, "text": "$" })
+        } else {
+            json!({ "range": { "start": { "line": line, "character": col }, "end": { "line": line, "character": col + 1 } }, "text": "" })
+        };
+        let t = Instant::now();
+        send(Message::Notification(Notification::new(
+            "textDocument/didChange".into(),
+            json!({ "textDocument": { "uri": file_uri, "version": version }, "contentChanges": [change] }),
+        )))?;
+        loop {
+            if let Message::Notification(n) = recv()? {
+                if n.method == "textDocument/publishDiagnostics" && n.params["uri"] == file_uri {
+                    break;
+                }
+            }
+        }
+        times.push(t.elapsed());
+    }
+    send(Message::Request(Request::new(2.into(), "shutdown".into(), json!(null))))?;
+    send(Message::Notification(Notification::new("exit".into(), json!(null))))?;
+    let _ = server.join();
+    let _ = std::fs::remove_dir_all(&root);
+    times.sort();
+    let p = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+    println!("workspace: {total_lines} lines in {} files ({services} services)", parts.len());
+    println!("open to first diagnostics of every file: {:.0} ms", ready.as_secs_f64() * 1e3);
+    println!(
+        "edit -> publishDiagnostics over {edits} edits: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
+    println!(
+        "server memory after opening: {:.1} MB (process RSS {:.1} MB)",
+        after_open.saturating_sub(before) as f64 / 1024.0,
+        after_open as f64 / 1024.0
+    );
     Ok(())
 }
 
