@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use adm_artifacts::{
-    AdmConfig, Direction, EbpfMaps, Endpoint, Listeners, MethodChain, PairEntry, PairRoute, PolicyStep, Route,
-    ServiceEntry, Upstream, SCHEMA_VERSION,
+    AdmConfig, Direction, EbpfMaps, Endpoint, Forward, Listeners, MethodChain, PairEntry, PairRoute, Peer, PolicyStep,
+    Route, ServiceEntry, Upstream, SCHEMA_VERSION,
 };
 use adm_syntax::ast::Side;
 use serde_json::{json, Value};
@@ -16,9 +16,16 @@ use crate::plan::{direction, Planned};
 use crate::sema::model::{CallGraph, CallIdx, Node, ServiceIdx, TypedValue};
 use crate::Checked;
 
-/// Where ADMs listen, on their service's address.
+/// Where ADMs listen, on their service's address (moved by 10 when the service itself uses the
+/// port).
 pub const INGRESS_PORT: u16 = 15006;
 pub const EGRESS_PORT: u16 = 15001;
+
+/// The ADM's listener ports for a service: never the service's own port.
+pub fn adm_ports(service_port: u16) -> (u16, u16) {
+    let pick = |p: u16| if p == service_port { p + 10 } else { p };
+    (pick(INGRESS_PORT), pick(EGRESS_PORT))
+}
 
 /// The loopback address of the `k`-th endpoint (service replicas in declaration order), in the
 /// pod-IP model of local runs: 127.0.1.1, 127.0.1.2, … (the last octet skips 0 and 255).
@@ -46,8 +53,8 @@ pub fn endpoints(graph: &CallGraph) -> Vec<Vec<Endpoint>> {
         .collect()
 }
 
-/// A typed argument in canonical JSON.
-pub fn canonical(v: &TypedValue) -> Value {
+/// A typed argument in canonical JSON; a service or group lists the services it stands for.
+pub fn canonical(v: &TypedValue, graph: &CallGraph) -> Value {
     match v {
         TypedValue::Int(n) => json!(n),
         TypedValue::Bool(b) => json!(b),
@@ -56,8 +63,17 @@ pub fn canonical(v: &TypedValue) -> Value {
         TypedValue::Rate(r) => json!({ "per_second": r.per_second() }),
         TypedValue::Percent(p) => json!({ "fraction": p.fraction() }),
         TypedValue::Size(b) => json!({ "bytes": b }),
-        TypedValue::Service(s) => json!({ "service": s }),
-        TypedValue::List(items) => Value::Array(items.iter().map(canonical).collect()),
+        TypedValue::Service(s) => {
+            let members: Vec<&str> = graph
+                .expand(s)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|m| graph.service(*m))
+                .map(|m| m.name.as_str())
+                .collect();
+            json!({ "service": s, "members": members })
+        }
+        TypedValue::List(items) => Value::Array(items.iter().map(|i| canonical(i, graph)).collect()),
     }
 }
 
@@ -88,11 +104,19 @@ pub fn artifacts(checked: &Checked, planned: &Planned) -> Vec<(String, String)> 
     let step = |id: &UnitId| -> Option<PolicyStep> {
         let f = facts.get(&id.0)?;
         let args = db::policy_args(db, program, id.0 .0, id.0 .1)?;
+        let unit = legal.unit(*id)?;
         Some(PolicyStep {
             policy: f.name.clone(),
             kind: f.kind.clone(),
-            args: args.iter().map(|(k, v)| (k.clone(), canonical(v))).collect(),
+            unit: crate::plan::unit_label(graph, unit),
+            args: args.iter().map(|(k, v)| (k.clone(), canonical(v, graph))).collect(),
         })
+    };
+    // The ingress listener of a service's ADM, when the service has ingress routes.
+    let ingress_listener = |s: ServiceIdx| -> Option<Endpoint> {
+        let service = graph.service(s)?;
+        let address = eps.get(s.0 as usize)?.first()?.address.clone();
+        Some(Endpoint { address, port: adm_ports(service.port).0 })
     };
 
     // Routes per ADM host.
@@ -103,11 +127,21 @@ pub fn artifacts(checked: &Checked, planned: &Planned) -> Vec<(String, String)> 
         let host = if *side == Side::Ingress { edge.to } else { edge.from };
         let Node::Service(host) = host else { continue };
         let chains = method_chains(edge.methods.as_deref(), list, &step);
+        let forward = match (edge.to, *side) {
+            (Node::External, _) => Forward::External,
+            (Node::Service(to), Side::Egress) if on.contains_key(&(*call, Side::Ingress)) => match ingress_listener(to)
+            {
+                Some(endpoint) => Forward::Adm { service: graph.node_name(edge.to).to_string(), endpoint },
+                None => Forward::Service { service: graph.node_name(edge.to).to_string() },
+            },
+            (Node::Service(_), _) => Forward::Service { service: graph.node_name(edge.to).to_string() },
+        };
         routes.entry(host).or_default().push(Route {
             from: graph.node_name(edge.from).to_string(),
             to: graph.node_name(edge.to).to_string(),
             direction: direction(*side),
             chains,
+            forward,
         });
         if let Node::Service(to) = edge.to {
             upstreams.entry(host).or_default().insert(to);
@@ -134,10 +168,22 @@ pub fn artifacts(checked: &Checked, planned: &Planned) -> Vec<(String, String)> 
         let Some(service) = graph.service(*host) else { continue };
         let address = eps.get(host.0 as usize).and_then(|e| e.first()).map(|e| e.address.clone()).unwrap_or_default();
         let has = |d: Direction| host_routes.iter().any(|r| r.direction == d);
+        let (ingress_port, egress_port) = adm_ports(service.port);
         let listeners = Listeners {
-            ingress: has(Direction::Ingress).then(|| Endpoint { address: address.clone(), port: INGRESS_PORT }),
-            egress: has(Direction::Egress).then(|| Endpoint { address: address.clone(), port: EGRESS_PORT }),
+            ingress: has(Direction::Ingress).then(|| Endpoint { address: address.clone(), port: ingress_port }),
+            egress: has(Direction::Egress).then(|| Endpoint { address: address.clone(), port: egress_port }),
         };
+        let senders: BTreeSet<ServiceIdx> =
+            host_routes.iter().filter_map(|r| graph.service_index.get(&r.from).copied()).collect();
+        let peers = senders
+            .iter()
+            .filter_map(|s| {
+                Some(Peer {
+                    service: graph.service(*s)?.name.clone(),
+                    addresses: eps.get(s.0 as usize)?.iter().map(|e| e.address.clone()).collect(),
+                })
+            })
+            .collect();
         listeners_of.insert(*host, listeners.clone());
         let ups = upstreams
             .get(host)
@@ -156,6 +202,7 @@ pub fn artifacts(checked: &Checked, planned: &Planned) -> Vec<(String, String)> 
             service: service.name.clone(),
             listeners,
             upstreams: ups,
+            peers,
             routes: host_routes.clone(),
         };
         out.push((

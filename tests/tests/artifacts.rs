@@ -275,6 +275,7 @@ fn every_value() -> Value {
             "protocol": "grpc",
             "endpoints": [{ "address": "127.0.1.2", "port": 8080 }, { "address": "127.0.1.3", "port": 8080 }],
         }],
+        "peers": [{ "service": "front-end", "addresses": ["127.0.1.1"] }],
         "routes": [{
             "from": "front-end",
             "to": "back_end",
@@ -285,6 +286,7 @@ fn every_value() -> Value {
                     "chain": [{
                         "policy": "p",
                         "kind": "k",
+                        "unit": "call front-end -> back_end",
                         "args": {
                             "b": { "bytes": 4096 },
                             "codes": [502, 503],
@@ -294,16 +296,17 @@ fn every_value() -> Value {
                             "n": 3,
                             "nested": [[{ "us": 1 }], []],
                             "r": { "per_second": 0.016_666_666_666_666_666 },
-                            "s": { "service": "back_end" },
+                            "s": { "service": "back_end", "members": ["back_end"] },
                             "text": "",
                         },
                     }],
                 },
                 {
                     "methods": null,
-                    "chain": [{ "policy": "q", "kind": "timeout", "args": { "after": { "us": 1 } } }],
+                    "chain": [{ "policy": "q", "kind": "timeout", "unit": "call front-end -> back_end", "args": { "after": { "us": 1 } } }],
                 },
             ],
+            "forward": { "to": "service", "service": "back_end" },
         }],
     })
 }
@@ -341,6 +344,14 @@ fn the_schemas_refuse_what_the_types_cannot() {
         ("an unknown direction", "/routes/0/direction".to_string(), json!("sideways")),
         ("an empty method list", "/routes/0/chains/0/methods".to_string(), json!([])),
         ("an empty chain", "/routes/0/chains/0/chain".to_string(), json!([])),
+        ("a forward to nowhere", "/routes/0/forward".to_string(), json!({ "to": "moon" })),
+        (
+            "an ADM forward without its endpoint",
+            "/routes/0/forward".to_string(),
+            json!({ "to": "adm", "service": "back_end" }),
+        ),
+        ("a peer without addresses", "/peers/0/addresses".to_string(), json!([])),
+        ("a step without its unit", "/routes/0/chains/1/chain/0/unit".to_string(), json!(null)),
         ("no listener at all", "/listeners".to_string(), json!({ "ingress": null, "egress": null })),
         ("another schema version", "/schema_version".to_string(), json!(2)),
     ];

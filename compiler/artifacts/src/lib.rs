@@ -154,13 +154,18 @@ pub struct Upstream {
 }
 
 /// One policy of a chain with its arguments in canonical units: durations `{"us": n}`, rates
-/// `{"per_second": x}`, percents `{"fraction": x}`, sizes `{"bytes": n}`, services
-/// `{"service": name}`; integers, booleans, strings, methods and enum values as themselves.
+/// `{"per_second": x}`, percents `{"fraction": x}`, sizes `{"bytes": n}`, services and groups
+/// `{"service": name, "members": [service, …]}`; integers, booleans, strings, methods and enum
+/// values as themselves.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyStep {
     pub policy: String,
     pub kind: String,
+    /// The placement unit the step belongs to (`call a -> b`, `calls into b`, `calls out of a`):
+    /// steps with the same `policy` and `unit` share one state (a rate limit's bucket, a circuit
+    /// breaker's counters), wherever they appear in the file.
+    pub unit: String,
     pub args: BTreeMap<String, serde_json::Value>,
 }
 
@@ -173,6 +178,18 @@ pub struct MethodChain {
     pub chain: Vec<PolicyStep>,
 }
 
+/// Where an ADM sends a request that its chain let through.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "to", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Forward {
+    /// To one of the receiver's replicas (listed in `upstreams`).
+    Service { service: String },
+    /// To the receiver's ingress ADM, which runs the call's ingress policies (a `via_both` pair).
+    Adm { service: String, endpoint: Endpoint },
+    /// Out of the mesh, to the request's original destination.
+    External,
+}
+
 /// What the ADM does on one call, on one side.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -183,6 +200,16 @@ pub struct Route {
     pub to: String,
     pub direction: Direction,
     pub chains: Vec<MethodChain>,
+    pub forward: Forward,
+}
+
+/// A service that sends requests through this ADM, with the addresses its requests come from:
+/// how the ADM knows a request's source without trusting anything the client sends.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub service: String,
+    pub addresses: Vec<String>,
 }
 
 /// `adm/<service>.json`: the runtime configuration of one ADM.
@@ -194,6 +221,9 @@ pub struct AdmConfig {
     pub listeners: Listeners,
     /// Every destination the ADM may forward to, with its replicas.
     pub upstreams: Vec<Upstream>,
+    /// The senders of the calls the ADM handles; a request from any other address comes from
+    /// outside the mesh.
+    pub peers: Vec<Peer>,
     pub routes: Vec<Route>,
 }
 
