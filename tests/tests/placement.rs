@@ -9,11 +9,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use adm_bench::Rng;
 use adm_syntax::ast::Side;
 use admc::db;
 use admc::place::{PlaceOptions, Status};
 use admc::sema::model::{Node, Unit};
-use adm_bench::Rng;
 use admc::Sources;
 
 fn random_program(rng: &mut Rng) -> String {
