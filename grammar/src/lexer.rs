@@ -429,7 +429,9 @@ fn unescape(body: &str) -> Result<String, (usize, usize, String)> {
                 let len = 2 + hex.len() + 2;
                 let ch = u32::from_str_radix(hex, 16).ok().and_then(char::from_u32);
                 match ch {
-                    Some(ch) if !hex.is_empty() && hex.len() <= 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => out.push(ch),
+                    Some(ch) if !hex.is_empty() && hex.len() <= 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                        out.push(ch)
+                    }
                     _ => return Err((i, len, format!("`\\u{{{hex}}}` is not a Unicode scalar value"))),
                 }
                 for _ in 0..hex.len() + 2 {
