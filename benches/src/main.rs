@@ -199,6 +199,20 @@ fn check(services: usize, runs: usize, admc: Option<PathBuf>) -> Result<(), Stri
             peak as f64 / 1e6,
             peak as f64 / 1e6 / mb
         );
+        drop(parsed);
+        let before = LIVE.load(Relaxed);
+        PEAK.store(before, Relaxed);
+        let mut sources = admc::Sources::new();
+        sources.add("mesh.adm", text.clone());
+        let checked = admc::check(&sources);
+        let (live, peak) = (LIVE.load(Relaxed) - before, PEAK.load(Relaxed) - before);
+        std::hint::black_box(&checked);
+        println!(
+            "check heap:  {:>8.1} MB held by the database, {:.1} MB peak ({:.1}x the file)",
+            live as f64 / 1e6,
+            peak as f64 / 1e6,
+            peak as f64 / 1e6 / mb
+        );
     }
     println!("lex:         {:>8.1} ms  {:>7.1} MB/s", lex.as_secs_f64() * 1e3, mb / lex.as_secs_f64());
     println!("lex+parse:   {:>8.1} ms  {:>7.1} MB/s", parse.as_secs_f64() * 1e3, mb / parse.as_secs_f64());
