@@ -140,6 +140,69 @@ fn exhaustive(
     best
 }
 
+/// The independent plan checker: every unit on a legal side, every ordering constraint held, an
+/// ADM wherever a policy runs and nowhere else, and the reported objective recomputed.
+fn check_plan(checked: &admc::Checked, planned: &admc::plan::Planned, per_dir: bool, text: &str) {
+    let (dbr, program) = (&checked.db, checked.program);
+    let graph = db::call_graph(dbr, program);
+    let legal = db::legal_sides(dbr, program);
+    let units: BTreeMap<UnitId, &Unit> =
+        legal.units.iter().flat_map(|(o, us)| us.iter().enumerate().map(move |(i, u)| ((*o, i as u32), u))).collect();
+    let p = &planned.placement;
+    assert_eq!(p.sides.len(), units.len(), "every unit is placed\n{text}");
+    let mut adms = BTreeSet::new();
+    let mut through: BTreeMap<u32, (bool, bool)> = BTreeMap::new();
+    for (id, side) in &p.sides {
+        let unit = units[id];
+        assert!(unit.allows(*side), "unit {id:?} on an excluded side\n{text}");
+        for c in &unit.calls {
+            let edge = graph.call(*c).unwrap();
+            if let Node::Service(h) = if *side == Side::Ingress { edge.to } else { edge.from } {
+                adms.insert((h, per_dir.then_some(*side)));
+            }
+            let t = through.entry(c.0).or_default();
+            if *side == Side::Ingress {
+                t.0 = true;
+            } else {
+                t.1 = true;
+            }
+        }
+    }
+    for k in &legal.constraints {
+        assert!(
+            !(p.sides[&k.earlier] == Side::Ingress && p.sides[&k.later] == Side::Egress),
+            "ordering broken: {:?} {:?}\n{text}",
+            k.earlier,
+            k.later
+        );
+    }
+    let planned_adms: BTreeSet<_> = p.adms.iter().map(|s| (s.service, s.direction)).collect();
+    assert_eq!(planned_adms, adms, "ADMs are exactly where policies run\n{text}");
+    let cost: f64 = adms.iter().map(|(h, _)| f64::from(graph.services[h.0 as usize].adm_cost)).sum();
+    let traffic: f64 = through
+        .iter()
+        .map(|(c, (i, e))| graph.calls[*c as usize].rate.per_second() * f64::from(u8::from(*i) + u8::from(*e)))
+        .sum();
+    assert!((p.objective.adm_cost - cost).abs() < 1e-9 && (p.objective.traffic - traffic).abs() < 1e-6, "{text}");
+    assert_eq!(planned.file.objective.adms, adms.len());
+}
+
+/// The checker accepts the plan of every example, in both counting modes.
+#[test]
+fn example_plans_pass_the_independent_checker() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for example in ["hotel-reservation", "bookinfo"] {
+        let sources = Sources::load(&[root.join(example)]).unwrap();
+        let checked = admc::check(&sources);
+        for per_dir in [false, true] {
+            let options = PlaceOptions { adm_per_direction: per_dir, ..PlaceOptions::default() };
+            let planned = admc::plan::plan(&checked, &options, None);
+            assert_eq!(planned.placement.status, Status::Optimal);
+            check_plan(&checked, &planned, per_dir, example);
+        }
+    }
+}
+
 #[test]
 fn plans_are_optimal_and_valid_on_random_programs() {
     let mut rng = Rng(20261126);
@@ -181,27 +244,7 @@ fn plans_are_optimal_and_valid_on_random_programs() {
                 "not optimal (enumerate ≤ {max_enumerated_sites}, per direction {per_dir}): plan {:?}, exhaustive {best:?}\n{text}",
                 p.objective
             );
-            // The independent checker.
-            assert_eq!(p.sides.len(), units.len(), "every unit is placed\n{text}");
-            let mut adms = BTreeSet::new();
-            for (id, side) in &p.sides {
-                let unit = units[id];
-                assert!(unit.allows(*side), "unit {id:?} on an excluded side\n{text}");
-                for c in &unit.calls {
-                    let edge = graph.call(*c).unwrap();
-                    if let Node::Service(h) = if *side == Side::Ingress { edge.to } else { edge.from } {
-                        adms.insert((h, per_dir.then_some(*side)));
-                    }
-                }
-            }
-            for (a, b) in &constraints {
-                assert!(
-                    !(p.sides[a] == Side::Ingress && p.sides[b] == Side::Egress),
-                    "ordering broken: {a:?} {b:?}\n{text}"
-                );
-            }
-            let planned_adms: BTreeSet<_> = p.adms.iter().map(|s| (s.service, s.direction)).collect();
-            assert_eq!(planned_adms, adms, "ADMs are exactly where policies run\n{text}");
+            check_plan(&checked, &planned, per_dir, &text);
         }
         tested += 1;
     }
