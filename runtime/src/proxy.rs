@@ -1,0 +1,374 @@
+//! The proxy: listeners, the policy chain of each request, and forwarding.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use adm_artifacts::{Direction, Forward};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::config::{Action, Protocol, Runtime};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// The current configuration; a reload swaps it, and requests in flight keep the one they began with.
+pub type Shared = Arc<RwLock<Arc<Runtime>>>;
+
+/// Clients to upstreams: HTTP/1.1, and HTTP/2 with prior knowledge for gRPC.
+pub struct Clients {
+    http1: Client<HttpConnector, Incoming>,
+    http2: Client<HttpConnector, Incoming>,
+}
+
+impl Clients {
+    pub fn new() -> Clients {
+        Clients {
+            http1: Client::builder(TokioExecutor::new()).build_http(),
+            http2: Client::builder(TokioExecutor::new()).http2_only(true).build_http(),
+        }
+    }
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients::new()
+    }
+}
+
+/// Counters exposed on `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub refused: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub per_policy: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
+}
+
+impl Metrics {
+    fn decision(&self, policy: &str, outcome: &'static str) {
+        if let Ok(mut m) = self.per_policy.lock() {
+            *m.entry((policy.to_string(), outcome)).or_default() += 1;
+        }
+    }
+
+    /// Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# TYPE admd_requests_total counter\n");
+        out.push_str(&format!("admd_requests_total {}\n", self.requests.load(Ordering::Relaxed)));
+        out.push_str("# TYPE admd_refused_total counter\n");
+        out.push_str(&format!("admd_refused_total {}\n", self.refused.load(Ordering::Relaxed)));
+        out.push_str("# TYPE admd_upstream_errors_total counter\n");
+        out.push_str(&format!("admd_upstream_errors_total {}\n", self.upstream_errors.load(Ordering::Relaxed)));
+        out.push_str("# TYPE admd_policy_decisions_total counter\n");
+        if let Ok(m) = self.per_policy.lock() {
+            for ((policy, outcome), n) in m.iter() {
+                out.push_str(&format!(
+                    "admd_policy_decisions_total{{policy=\"{policy}\",decision=\"{outcome}\"}} {n}\n"
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Everything a request handler needs.
+pub struct Context {
+    pub runtime: Shared,
+    pub clients: Clients,
+    pub metrics: Metrics,
+    random: AtomicU64,
+}
+
+impl Context {
+    pub fn new(runtime: Runtime) -> Arc<Context> {
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+        Arc::new(Context {
+            runtime: Arc::new(RwLock::new(Arc::new(runtime))),
+            clients: Clients::new(),
+            metrics: Metrics::default(),
+            random: AtomicU64::new(seed),
+        })
+    }
+
+    pub fn current(&self) -> Option<Arc<Runtime>> {
+        self.runtime.read().ok().map(|r| r.clone())
+    }
+
+    /// Uniform in [0, 1): xorshift, good enough for percentages of requests.
+    fn chance(&self) -> f64 {
+        let mut x = self.random.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random.store(x, Ordering::Relaxed);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn full(text: impl Into<Bytes>) -> Body {
+    Full::new(text.into()).map_err(|never| match never {}).boxed()
+}
+
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// A refusal: an HTTP status with a short text naming the policy, or for gRPC a trailers-only
+/// response with the matching grpc-status.
+fn refuse(grpc: bool, status: StatusCode, grpc_status: u8, message: String) -> Response<Body> {
+    let mut response = if grpc {
+        let mut r = Response::new(full(Bytes::new()));
+        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+        r.headers_mut().insert("grpc-status", http::HeaderValue::from(u16::from(grpc_status)));
+        if let Ok(v) = http::HeaderValue::from_str(&message) {
+            r.headers_mut().insert("grpc-message", v);
+        }
+        r
+    } else {
+        let mut r = Response::new(full(format!("{message}\n")));
+        *r.status_mut() = status;
+        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+        r
+    };
+    response.headers_mut().insert("x-adm-refused", http::HeaderValue::from_static("1"));
+    response
+}
+
+/// The method a request calls: the last segment of its path (`/hotel.Search/Nearby` → `Nearby`).
+pub fn method_of<B>(req: &Request<B>) -> String {
+    req.uri().path().rsplit('/').find(|s| !s.is_empty()).unwrap_or("").to_string()
+}
+
+/// The service a request is for, from its authority (`reviews:9080` → `reviews`).
+fn authority_service<B>(req: &Request<B>) -> Option<String> {
+    let host = req.uri().authority().map(|a| a.host().to_string()).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.split(':').next().unwrap_or(h).to_string())
+    })?;
+    Some(host.split('.').next().unwrap_or(&host).to_string())
+}
+
+/// Handles one request that arrived on a listener of the given direction from `peer`.
+pub async fn handle(
+    ctx: Arc<Context>,
+    direction: Direction,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    ctx.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let Some(rt) = ctx.current() else {
+        return Ok(refuse(false, StatusCode::SERVICE_UNAVAILABLE, 14, "no configuration".into()));
+    };
+    let grpc = is_grpc(&req);
+    let started = Instant::now();
+    // Who sent it: the peer address through the endpoint table, never a header.
+    let source = rt.peers.get(&peer.ip()).cloned().unwrap_or_else(|| "external".to_string());
+    let (from, to) = match direction {
+        Direction::Ingress => (source.clone(), rt.service.clone()),
+        Direction::Egress => match authority_service(&req) {
+            Some(s)
+                if rt.upstreams.contains_key(&s)
+                    || rt.routes.contains_key(&(direction, rt.service.clone(), s.clone())) =>
+            {
+                (rt.service.clone(), s)
+            }
+            Some(s) => return Ok(refuse(grpc, StatusCode::NOT_FOUND, 5, format!("unknown destination `{s}`"))),
+            None => {
+                return Ok(refuse(grpc, StatusCode::BAD_REQUEST, 3, "the request names no destination (Host)".into()))
+            }
+        },
+    };
+    let route = rt.routes.get(&(direction, from.clone(), to.clone()));
+    // The ingress listener serves the calls whose policies run here; anything else reaching it is
+    // a call that no declaration routes through this ADM, and is refused rather than let by.
+    if direction == Direction::Ingress && route.is_none() {
+        ctx.metrics.refused.fetch_add(1, Ordering::Relaxed);
+        return Ok(refuse(
+            grpc,
+            StatusCode::FORBIDDEN,
+            7,
+            format!("no declared call `{from} -> {to}` is routed through this ADM"),
+        ));
+    }
+    let method = method_of(&req);
+    let mut timeout: Option<Duration> = None;
+    let mut log_sample: Option<(String, f64)> = None;
+    if let Some(chain) = route.and_then(|r| r.chain(&method)) {
+        for step in &chain.steps {
+            let refused = |ctx: &Context, status, grpc_status, why: &str| {
+                ctx.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                ctx.metrics.decision(&step.policy, "refused");
+                refuse(grpc, status, grpc_status, format!("refused by policy `{}` ({}): {why}", step.policy, step.kind))
+            };
+            match &step.action {
+                Action::Allow { from } if !from.contains(&source) => {
+                    return Ok(refused(&ctx, StatusCode::FORBIDDEN, 7, &format!("`{source}` is not allowed")));
+                }
+                Action::Deny { from } if from.contains(&source) => {
+                    return Ok(refused(&ctx, StatusCode::FORBIDDEN, 7, &format!("`{source}` is denied")));
+                }
+                Action::RequireHeader { name, value } => {
+                    let present = req.headers().get(name).and_then(|v| v.to_str().ok());
+                    let ok = match (present, value) {
+                        (Some(v), Some(want)) => v == want,
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    };
+                    if !ok {
+                        return Ok(refused(
+                            &ctx,
+                            StatusCode::FORBIDDEN,
+                            7,
+                            &format!("header `{name}` missing or wrong"),
+                        ));
+                    }
+                }
+                Action::SetHeader { name, value } => {
+                    req.headers_mut().insert(name.clone(), value.clone());
+                }
+                Action::RemoveHeader { name } => {
+                    req.headers_mut().remove(name);
+                }
+                Action::RateLimit { bucket } => {
+                    if !bucket.take() {
+                        return Ok(refused(&ctx, StatusCode::TOO_MANY_REQUESTS, 8, "rate limit exceeded"));
+                    }
+                }
+                Action::Timeout { after } => timeout = Some(timeout.map_or(*after, |t| t.min(*after))),
+                Action::Fault { abort, status, delay, delay_fraction } => {
+                    if *delay_fraction > 0.0 && ctx.chance() < *delay_fraction {
+                        tokio::time::sleep(*delay).await;
+                    }
+                    if *abort > 0.0 && ctx.chance() < *abort {
+                        let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                        return Ok(refused(&ctx, code, 14, "fault injected"));
+                    }
+                }
+                Action::AccessLog { sample } => log_sample = Some((step.policy.clone(), *sample)),
+                Action::Allow { .. } | Action::Deny { .. } => {}
+            }
+            ctx.metrics.decision(&step.policy, "passed");
+        }
+    }
+    // Forward.
+    let forward = route.map(|r| r.forward.clone()).unwrap_or(Forward::Service { service: to.clone() });
+    let (target, protocol) = match &forward {
+        Forward::Service { service } => match rt.upstreams.get(service) {
+            Some(u) => {
+                let i = u.next.fetch_add(1, Ordering::Relaxed) % u.endpoints.len();
+                (u.endpoints[i].to_string(), u.protocol)
+            }
+            None => return Ok(refuse(grpc, StatusCode::NOT_FOUND, 5, format!("no endpoints for `{service}`"))),
+        },
+        Forward::Adm { endpoint, .. } => {
+            (format!("{}:{}", endpoint.address, endpoint.port), if grpc { Protocol::Grpc } else { Protocol::Http })
+        }
+        Forward::External => match req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()) {
+            Some(h) => (h.to_string(), if grpc { Protocol::Grpc } else { Protocol::Http }),
+            None => {
+                return Ok(refuse(grpc, StatusCode::BAD_REQUEST, 3, "the request names no destination (Host)".into()))
+            }
+        },
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let uri: http::Uri = match format!("http://{target}{path}").parse() {
+        Ok(u) => u,
+        Err(_) => return Ok(refuse(grpc, StatusCode::BAD_REQUEST, 3, "invalid request target".into())),
+    };
+    *req.uri_mut() = uri;
+    let client = if protocol == Protocol::Grpc || req.version() == http::Version::HTTP_2 {
+        &ctx.clients.http2
+    } else {
+        &ctx.clients.http1
+    };
+    if protocol == Protocol::Grpc {
+        *req.version_mut() = http::Version::HTTP_2;
+    } else {
+        *req.version_mut() = http::Version::HTTP_11;
+    }
+    let call = client.request(req);
+    let result = match timeout {
+        Some(t) => match tokio::time::timeout(t, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                ctx.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                return Ok(refuse(
+                    grpc,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    4,
+                    format!("`{to}` did not answer within {} ms", t.as_millis()),
+                ));
+            }
+        },
+        None => call.await,
+    };
+    let response = match result {
+        Ok(r) => r.map(|b| b.boxed()),
+        Err(e) => {
+            ctx.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            let status = if e.is_connect() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
+            return Ok(refuse(
+                grpc,
+                status,
+                14,
+                format!("`{to}` failed: {}", if e.is_connect() { "connection refused" } else { "bad response" }),
+            ));
+        }
+    };
+    if let Some((policy, sample)) = log_sample {
+        if ctx.chance() < sample {
+            println!(
+                "{{\"policy\":\"{policy}\",\"from\":\"{from}\",\"to\":\"{to}\",\"method\":\"{method}\",\"status\":{},\"duration_us\":{}}}",
+                response.status().as_u16(),
+                started.elapsed().as_micros()
+            );
+        }
+    }
+    Ok(response)
+}
+
+/// Serves one listener until `shutdown` resolves; connections in flight finish.
+pub async fn serve(
+    ctx: Arc<Context>,
+    direction: Direction,
+    listener: tokio::net::TcpListener,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let ctx = ctx.clone();
+                let mut shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(ctx.clone(), direction, peer, req));
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = shutdown.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
