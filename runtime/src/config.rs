@@ -40,6 +40,88 @@ pub struct Upstream {
     pub endpoints: Vec<SocketAddr>,
     /// Round-robin position.
     pub next: AtomicUsize,
+    /// Requests in flight per endpoint (for `least_request`).
+    pub in_flight: Vec<AtomicUsize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    RoundRobin,
+    LeastRequest,
+    Random,
+    RingHash,
+}
+
+/// A circuit breaker's state, shared by every step of one policy unit.
+#[derive(Debug)]
+pub struct Breaker {
+    pub max_pending: usize,
+    pub consecutive_errors: u32,
+    pub eject_for: Duration,
+    pub pending: AtomicUsize,
+    /// Per endpoint: consecutive errors, and when an ejection ends.
+    pub endpoints: Mutex<HashMap<SocketAddr, (u32, Option<Instant>)>>,
+}
+
+impl Breaker {
+    /// Whether an endpoint is ejected now.
+    pub fn ejected(&self, e: SocketAddr) -> bool {
+        self.endpoints
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&e).and_then(|(_, until)| *until))
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Records an outcome; enough consecutive errors eject the endpoint for `eject_for`.
+    pub fn record(&self, e: SocketAddr, error: bool) {
+        let Ok(mut m) = self.endpoints.lock() else { return };
+        let entry = m.entry(e).or_insert((0, None));
+        if error {
+            entry.0 += 1;
+            if entry.0 >= self.consecutive_errors {
+                entry.1 = Some(Instant::now() + self.eject_for);
+                entry.0 = 0;
+            }
+        } else {
+            *entry = (0, None);
+        }
+    }
+}
+
+/// Bounds retries to a share of the requests, so that retries cannot multiply an outage: each
+/// request earns a fifth of a retry, and at most ten are saved up.
+#[derive(Debug)]
+pub struct RetryBudget {
+    tokens: Mutex<f64>,
+}
+
+impl RetryBudget {
+    pub fn new() -> RetryBudget {
+        RetryBudget { tokens: Mutex::new(10.0) }
+    }
+
+    pub fn earn(&self) {
+        if let Ok(mut t) = self.tokens.lock() {
+            *t = (*t + 0.2).min(10.0);
+        }
+    }
+
+    pub fn spend(&self) -> bool {
+        let Ok(mut t) = self.tokens.lock() else { return false };
+        if *t >= 1.0 {
+            *t -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget::new()
+    }
 }
 
 /// A token bucket shared by every step of one policy unit.
@@ -84,6 +166,18 @@ pub enum Action {
     Timeout { after: Duration },
     Fault { abort: f64, status: u16, delay: Duration, delay_fraction: f64 },
     AccessLog { sample: f64 },
+    LoadBalance { algorithm: Algorithm },
+    CircuitBreaker { breaker: Arc<Breaker> },
+    Retry { attempts: u32, per_try_timeout: Duration, retry_on: Vec<u16>, budget: Arc<RetryBudget> },
+    Mirror { to: Vec<String>, fraction: f64 },
+}
+
+/// Shared states of policy units, by (policy, unit).
+#[derive(Default)]
+struct States {
+    buckets: HashMap<(String, String), Arc<TokenBucket>>,
+    breakers: HashMap<(String, String), Arc<Breaker>>,
+    budgets: HashMap<(String, String), Arc<RetryBudget>>,
 }
 
 #[derive(Debug)]
@@ -199,11 +293,8 @@ fn services(v: &Value, field: &str) -> Result<Vec<String>, ConfigError> {
     Ok(out)
 }
 
-fn action(
-    step: &PolicyStep,
-    field: &str,
-    buckets: &mut HashMap<(String, String), Arc<TokenBucket>>,
-) -> Result<Action, ConfigError> {
+fn action(step: &PolicyStep, field: &str, states: &mut States) -> Result<Action, ConfigError> {
+    let key = (step.policy.clone(), step.unit.clone());
     let a = |name: &str| arg(step, field, name);
     let f = |name: &str| format!("{field}.args.{name}");
     Ok(match step.kind.as_str() {
@@ -225,7 +316,7 @@ fn action(
             let per_second = a("limit")?.get("per_second").and_then(Value::as_f64).filter(|r| *r > 0.0).ok_or_else(|| err(f("limit"), "expected a rate `{\"per_second\": x}`"))?;
             let burst = a("burst")?.as_u64().ok_or_else(|| err(f("burst"), "expected an integer"))?;
             // One bucket per policy unit, shared by every route where the unit's steps appear.
-            let bucket = buckets.entry((step.policy.clone(), step.unit.clone())).or_insert_with(|| Arc::new(TokenBucket::new(per_second, burst)));
+            let bucket = states.buckets.entry(key).or_insert_with(|| Arc::new(TokenBucket::new(per_second, burst)));
             Action::RateLimit { bucket: bucket.clone() }
         }
         "timeout" => Action::Timeout { after: micros(a("after")?, &f("after"))? },
@@ -236,6 +327,56 @@ fn action(
             delay_fraction: fraction(a("delay_percent")?, &f("delay_percent"))?,
         },
         "access_log" => Action::AccessLog { sample: fraction(a("sample")?, &f("sample"))? },
+        "load_balance" => Action::LoadBalance {
+            algorithm: match string(a("algorithm")?, &f("algorithm"))? {
+                "round_robin" => Algorithm::RoundRobin,
+                "least_request" => Algorithm::LeastRequest,
+                "random" => Algorithm::Random,
+                "ring_hash" => Algorithm::RingHash,
+                other => return Err(err(f("algorithm"), format!("unknown algorithm `{other}`"))),
+            },
+        },
+        "circuit_breaker" => {
+            let count = |name: &str| {
+                a(name).and_then(|v| v.as_u64().filter(|n| *n > 0).ok_or_else(|| err(f(name), "expected a positive integer")))
+            };
+            let max_pending = count("max_pending")? as usize;
+            let consecutive_errors = count("consecutive_errors")? as u32;
+            let eject_for = micros(a("eject_for")?, &f("eject_for"))?;
+            let breaker = states.breakers.entry(key).or_insert_with(|| {
+                Arc::new(Breaker {
+                    max_pending,
+                    consecutive_errors,
+                    eject_for,
+                    pending: AtomicUsize::new(0),
+                    endpoints: Mutex::new(HashMap::new()),
+                })
+            });
+            Action::CircuitBreaker { breaker: breaker.clone() }
+        }
+        "retry" => {
+            let attempts = a("attempts")?
+                .as_u64()
+                .filter(|n| (1..=10).contains(n))
+                .ok_or_else(|| err(f("attempts"), "expected 1 to 10 attempts"))? as u32;
+            let per_try_timeout = micros(a("per_try_timeout")?, &f("per_try_timeout"))?;
+            let codes = a("retry_on")?.as_array().ok_or_else(|| err(f("retry_on"), "expected a list of statuses"))?;
+            let retry_on = codes
+                .iter()
+                .map(|c| {
+                    c.as_u64()
+                        .filter(|s| (100..=599).contains(s))
+                        .map(|s| s as u16)
+                        .ok_or_else(|| err(f("retry_on"), "expected HTTP statuses"))
+                })
+                .collect::<Result<_, _>>()?;
+            let budget = states.budgets.entry(key).or_default().clone();
+            Action::Retry { attempts, per_try_timeout, retry_on, budget }
+        }
+        "mirror" => Action::Mirror {
+            to: services(&Value::Array(vec![a("to")?.clone()]), &f("to"))?,
+            fraction: fraction(a("percent")?, &f("percent"))?,
+        },
         other => {
             return Err(err(
                 format!("{field}.kind"),
@@ -275,7 +416,9 @@ fn build(config: AdmConfig) -> Result<Runtime, ConfigError> {
             .enumerate()
             .map(|(j, e)| endpoint(&format!("{field}.endpoints[{j}]"), e))
             .collect::<Result<_, _>>()?;
-        upstreams.insert(u.service.clone(), Upstream { protocol, endpoints, next: AtomicUsize::new(0) });
+        let endpoints: Vec<SocketAddr> = endpoints;
+        let in_flight = endpoints.iter().map(|_| AtomicUsize::new(0)).collect();
+        upstreams.insert(u.service.clone(), Upstream { protocol, endpoints, next: AtomicUsize::new(0), in_flight });
     }
     let mut peers = HashMap::new();
     for (i, p) in config.peers.iter().enumerate() {
@@ -286,7 +429,7 @@ fn build(config: AdmConfig) -> Result<Runtime, ConfigError> {
             peers.insert(ip, p.service.clone());
         }
     }
-    let mut buckets = HashMap::new();
+    let mut states = States::default();
     let mut routes = HashMap::new();
     for (i, r) in config.routes.iter().enumerate() {
         let field = format!("routes[{i}]");
@@ -312,7 +455,7 @@ fn build(config: AdmConfig) -> Result<Runtime, ConfigError> {
                 steps.push(Step {
                     policy: s.policy.clone(),
                     kind: s.kind.clone(),
-                    action: action(s, &step_field, &mut buckets)?,
+                    action: action(s, &step_field, &mut states)?,
                 });
             }
             chains.push(Chain { methods: c.methods.clone(), steps });

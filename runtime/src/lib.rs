@@ -1,10 +1,9 @@
 //! `admd`, the ADM runtime: a small L7 proxy that enforces the policies `admc` placed on its
 //! service, as `adm/<service>.json` describes them.
 //!
-//! Today it enforces `allow`, `deny`, `require_header`, `set_header`, `remove_header`,
-//! `rate_limit`, `timeout`, `fault` and `access_log` over HTTP/1.1 and HTTP/2 (h2c with prior
-//! knowledge), with gRPC refusals as trailers-only responses. A configuration with any other kind
-//! is refused at load (never silently ignored) until the runtime enforces it.
+//! It enforces every built-in kind over HTTP/1.1 and HTTP/2 (h2c with prior knowledge), with gRPC
+//! refusals as trailers-only responses. A configuration with a user-declared kind is refused at
+//! load (never silently ignored): the runtime cannot know what such a kind does.
 
 pub mod config;
 pub mod proxy;

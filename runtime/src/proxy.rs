@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::config::{Action, Protocol, Runtime};
+use crate::config::{Action, Algorithm, Breaker, Protocol, RetryBudget, Runtime, Upstream};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -23,8 +23,8 @@ pub type Shared = Arc<RwLock<Arc<Runtime>>>;
 
 /// Clients to upstreams: HTTP/1.1, and HTTP/2 with prior knowledge for gRPC.
 pub struct Clients {
-    http1: Client<HttpConnector, Incoming>,
-    http2: Client<HttpConnector, Incoming>,
+    http1: Client<HttpConnector, Body>,
+    http2: Client<HttpConnector, Body>,
 }
 
 impl Clients {
@@ -207,6 +207,7 @@ pub async fn handle(
     let method = method_of(&req);
     let mut timeout: Option<Duration> = None;
     let mut log_sample: Option<(String, f64)> = None;
+    let mut plan = Plan::default();
     if let Some(chain) = route.and_then(|r| r.chain(&method)) {
         for step in &chain.steps {
             let refused = |ctx: &Context, status, grpc_status, why: &str| {
@@ -259,6 +260,17 @@ pub async fn handle(
                     }
                 }
                 Action::AccessLog { sample } => log_sample = Some((step.policy.clone(), *sample)),
+                Action::LoadBalance { algorithm } => plan.algorithm = Some(*algorithm),
+                Action::CircuitBreaker { breaker } => plan.breaker = Some((step.policy.clone(), breaker.clone())),
+                Action::Retry { attempts, per_try_timeout, retry_on, budget } => {
+                    plan.retry = Some(Retry {
+                        attempts: *attempts,
+                        per_try: *per_try_timeout,
+                        on: retry_on.clone(),
+                        budget: budget.clone(),
+                    });
+                }
+                Action::Mirror { to, fraction } => plan.mirrors.push((to.clone(), *fraction)),
                 Action::Allow { .. } | Action::Deny { .. } => {}
             }
             ctx.metrics.decision(&step.policy, "passed");
@@ -266,67 +278,175 @@ pub async fn handle(
     }
     // Forward.
     let forward = route.map(|r| r.forward.clone()).unwrap_or(Forward::Service { service: to.clone() });
-    let (target, protocol) = match &forward {
+    let target = match &forward {
         Forward::Service { service } => match rt.upstreams.get(service) {
-            Some(u) => {
-                let i = u.next.fetch_add(1, Ordering::Relaxed) % u.endpoints.len();
-                (u.endpoints[i].to_string(), u.protocol)
-            }
+            Some(u) => Target::Upstream(u),
             None => return Ok(refuse(grpc, StatusCode::NOT_FOUND, 5, format!("no endpoints for `{service}`"))),
         },
-        Forward::Adm { endpoint, .. } => {
-            (format!("{}:{}", endpoint.address, endpoint.port), if grpc { Protocol::Grpc } else { Protocol::Http })
-        }
-        Forward::External => match req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()) {
-            Some(h) => (h.to_string(), if grpc { Protocol::Grpc } else { Protocol::Http }),
-            None => {
-                return Ok(refuse(grpc, StatusCode::BAD_REQUEST, 3, "the request names no destination (Host)".into()))
-            }
+        Forward::Adm { endpoint, .. } => match format!("{}:{}", endpoint.address, endpoint.port).parse() {
+            Ok(addr) => Target::Fixed(addr, if grpc { Protocol::Grpc } else { Protocol::Http }),
+            Err(_) => return Ok(refuse(grpc, StatusCode::BAD_GATEWAY, 14, "invalid ADM endpoint".into())),
         },
+        Forward::External => {
+            match req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).and_then(resolve) {
+                Some(addr) => Target::Fixed(addr, if grpc { Protocol::Grpc } else { Protocol::Http }),
+                None => {
+                    return Ok(refuse(
+                        grpc,
+                        StatusCode::BAD_REQUEST,
+                        3,
+                        "the request names no reachable destination (Host)".into(),
+                    ))
+                }
+            }
+        }
     };
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let uri: http::Uri = match format!("http://{target}{path}").parse() {
-        Ok(u) => u,
-        Err(_) => return Ok(refuse(grpc, StatusCode::BAD_REQUEST, 3, "invalid request target".into())),
-    };
-    *req.uri_mut() = uri;
-    let client = if protocol == Protocol::Grpc || req.version() == http::Version::HTTP_2 {
-        &ctx.clients.http2
-    } else {
-        &ctx.clients.http1
-    };
-    if protocol == Protocol::Grpc {
-        *req.version_mut() = http::Version::HTTP_2;
-    } else {
-        *req.version_mut() = http::Version::HTTP_11;
-    }
-    let call = client.request(req);
-    let result = match timeout {
-        Some(t) => match tokio::time::timeout(t, call).await {
-            Ok(r) => r,
-            Err(_) => {
-                ctx.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    // At most `max_pending` requests wait on a circuit breaker's unit.
+    let _pending = match &plan.breaker {
+        Some((policy, b)) => {
+            if b.pending.fetch_add(1, Ordering::AcqRel) >= b.max_pending {
+                b.pending.fetch_sub(1, Ordering::AcqRel);
+                ctx.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                ctx.metrics.decision(policy, "refused");
                 return Ok(refuse(
                     grpc,
-                    StatusCode::GATEWAY_TIMEOUT,
-                    4,
-                    format!("`{to}` did not answer within {} ms", t.as_millis()),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    14,
+                    format!("refused by policy `{policy}` (circuit_breaker): too many pending requests"),
                 ));
             }
+            Some(Pending(b.clone()))
+        }
+        None => None,
+    };
+    let (parts, body) = req.into_parts();
+    // A retry or a mirror needs the body again: it is buffered, up to a bound.
+    let (buffered, mut streaming) = if plan.retry.is_some() || !plan.mirrors.is_empty() {
+        match http_body_util::Limited::new(body, MAX_BUFFERED).collect().await {
+            Ok(b) => (Some(b.to_bytes()), None),
+            Err(_) => {
+                return Ok(refuse(
+                    grpc,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    8,
+                    format!("the body is over {MAX_BUFFERED} bytes, the most a retry or mirror buffers"),
+                ));
+            }
+        }
+    } else {
+        (None, Some(body.boxed()))
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    for (services, fraction) in &plan.mirrors {
+        if ctx.chance() >= *fraction {
+            continue;
+        }
+        for service in services {
+            let Some(u) = rt.upstreams.get(service) else { continue };
+            let Some(addr) = u.endpoints.first().copied() else { continue };
+            let Some(request) = build(
+                &parts,
+                &path,
+                addr,
+                u.protocol,
+                buffered.clone().map(full).unwrap_or_else(|| full(Bytes::new())),
+            ) else {
+                continue;
+            };
+            let client =
+                if u.protocol == Protocol::Grpc { ctx.clients.http2.clone() } else { ctx.clients.http1.clone() };
+            // Fire and forget: a mirror never delays or fails the request.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(30), client.request(request)).await;
+            });
+        }
+    }
+    let key = format!("{source}{path}");
+    let attempts = plan.retry.as_ref().map_or(1, |r| 1 + r.attempts);
+    if let Some(r) = &plan.retry {
+        r.budget.earn();
+    }
+    let exchange = async {
+        let mut last = None;
+        for attempt in 0..attempts {
+            let (addr, protocol, slot) = match &target {
+                Target::Upstream(u) => {
+                    match pick(&ctx, u, plan.algorithm, plan.breaker.as_ref().map(|(_, b)| b.as_ref()), &key) {
+                        Some(i) => (u.endpoints[i], u.protocol, Some(&u.in_flight[i])),
+                        None => {
+                            return Err((
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                14u8,
+                                format!("every endpoint of `{to}` is ejected by the circuit breaker"),
+                            ))
+                        }
+                    }
+                }
+                Target::Fixed(addr, protocol) => (*addr, *protocol, None),
+            };
+            let body = match (&buffered, streaming.take()) {
+                (Some(b), _) => full(b.clone()),
+                (None, Some(s)) => s,
+                (None, None) => break,
+            };
+            let Some(request) = build(&parts, &path, addr, protocol, body) else {
+                return Err((StatusCode::BAD_REQUEST, 3, "invalid request target".into()));
+            };
+            let client = if protocol == Protocol::Grpc { &ctx.clients.http2 } else { &ctx.clients.http1 };
+            if let Some(s) = slot {
+                s.fetch_add(1, Ordering::Relaxed);
+            }
+            let call = client.request(request);
+            let outcome = match &plan.retry {
+                Some(r) => tokio::time::timeout(r.per_try, call).await.map_err(|_| ()),
+                None => Ok(call.await),
+            };
+            if let Some(s) = slot {
+                s.fetch_sub(1, Ordering::Relaxed);
+            }
+            let (status, response) = match outcome {
+                Ok(Ok(resp)) => (resp.status(), Some(resp)),
+                Ok(Err(e)) => {
+                    (if e.is_connect() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY }, None)
+                }
+                Err(()) => (StatusCode::GATEWAY_TIMEOUT, None),
+            };
+            if let Some((_, b)) = &plan.breaker {
+                b.record(addr, status.is_server_error());
+            }
+            let retryable = plan.retry.as_ref().is_some_and(|r| r.on.contains(&status.as_u16()));
+            if retryable && attempt + 1 < attempts && plan.retry.as_ref().is_some_and(|r| r.budget.spend()) {
+                last = Some(status);
+                continue;
+            }
+            return match response {
+                Some(resp) => Ok(resp.map(|b| b.boxed())),
+                None => {
+                    let why = match status {
+                        StatusCode::GATEWAY_TIMEOUT => "did not answer in time",
+                        StatusCode::SERVICE_UNAVAILABLE => "refused the connection",
+                        _ => "sent a bad response",
+                    };
+                    Err((status, if status == StatusCode::GATEWAY_TIMEOUT { 4 } else { 14 }, format!("`{to}` {why}")))
+                }
+            };
+        }
+        Err((last.unwrap_or(StatusCode::BAD_GATEWAY), 14, format!("`{to}` failed")))
+    };
+    let result = match timeout {
+        Some(t) => match tokio::time::timeout(t, exchange).await {
+            Ok(r) => r,
+            Err(_) => {
+                Err((StatusCode::GATEWAY_TIMEOUT, 4, format!("`{to}` did not answer within {} ms", t.as_millis())))
+            }
         },
-        None => call.await,
+        None => exchange.await,
     };
     let response = match result {
-        Ok(r) => r.map(|b| b.boxed()),
-        Err(e) => {
+        Ok(r) => r,
+        Err((status, grpc_status, message)) => {
             ctx.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
-            let status = if e.is_connect() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
-            return Ok(refuse(
-                grpc,
-                status,
-                14,
-                format!("`{to}` failed: {}", if e.is_connect() { "connection refused" } else { "bad response" }),
-            ));
+            refuse(grpc, status, grpc_status, message)
         }
     };
     if let Some((policy, sample)) = log_sample {
@@ -339,6 +459,109 @@ pub async fn handle(
         }
     }
     Ok(response)
+}
+
+/// The most a retry or a mirror buffers of a request body.
+pub const MAX_BUFFERED: usize = 1 << 20;
+
+/// What the chain asks of the forwarding.
+#[derive(Default)]
+struct Plan {
+    algorithm: Option<Algorithm>,
+    breaker: Option<(String, Arc<Breaker>)>,
+    retry: Option<Retry>,
+    mirrors: Vec<(Vec<String>, f64)>,
+}
+
+struct Retry {
+    attempts: u32,
+    per_try: Duration,
+    on: Vec<u16>,
+    budget: Arc<RetryBudget>,
+}
+
+enum Target<'a> {
+    Upstream(&'a Upstream),
+    Fixed(SocketAddr, Protocol),
+}
+
+/// Releases a circuit breaker's pending slot.
+struct Pending(Arc<Breaker>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn resolve(host: &str) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let with_port = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    with_port.to_socket_addrs().ok()?.next()
+}
+
+fn hash(s: &str) -> u64 {
+    // FNV-1a: stable across runs and processes.
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The endpoint for a request, skipping ejected ones.
+fn pick(
+    ctx: &Context,
+    u: &Upstream,
+    algorithm: Option<Algorithm>,
+    breaker: Option<&Breaker>,
+    key: &str,
+) -> Option<usize> {
+    let n = u.endpoints.len();
+    let usable = |i: usize| breaker.is_none_or(|b| !b.ejected(u.endpoints[i]));
+    let candidates: Vec<usize> = (0..n).filter(|i| usable(*i)).collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    Some(match algorithm.unwrap_or(Algorithm::RoundRobin) {
+        Algorithm::RoundRobin => candidates[u.next.fetch_add(1, Ordering::Relaxed) % candidates.len()],
+        Algorithm::Random => candidates[(ctx.chance() * candidates.len() as f64) as usize % candidates.len()],
+        Algorithm::LeastRequest => {
+            // The less loaded of two random choices (power of two choices).
+            let a = candidates[(ctx.chance() * candidates.len() as f64) as usize % candidates.len()];
+            let b = candidates[(ctx.chance() * candidates.len() as f64) as usize % candidates.len()];
+            if u.in_flight[b].load(Ordering::Relaxed) < u.in_flight[a].load(Ordering::Relaxed) {
+                b
+            } else {
+                a
+            }
+        }
+        Algorithm::RingHash => {
+            // A ring of 64 points per endpoint; the request goes to the first point at or after
+            // its key's hash, so most keys keep their endpoint when the set changes.
+            let mut ring: Vec<(u64, usize)> = candidates
+                .iter()
+                .flat_map(|i| (0..64).map(move |v| (hash(&format!("{}#{v}", u.endpoints[*i])), *i)))
+                .collect();
+            ring.sort_unstable();
+            let h = hash(key);
+            ring.iter().find(|(p, _)| *p >= h).or(ring.first()).map_or(candidates[0], |(_, i)| *i)
+        }
+    })
+}
+
+/// The request to send to `addr`.
+fn build(
+    parts: &http::request::Parts,
+    path: &str,
+    addr: SocketAddr,
+    protocol: Protocol,
+    body: Body,
+) -> Option<Request<Body>> {
+    let mut request = Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("http://{addr}{path}"))
+        .version(if protocol == Protocol::Grpc { http::Version::HTTP_2 } else { http::Version::HTTP_11 })
+        .body(body)
+        .ok()?;
+    *request.headers_mut() = parts.headers.clone();
+    Some(request)
 }
 
 /// Serves one listener until `shutdown` resolves; connections in flight finish.

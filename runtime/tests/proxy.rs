@@ -12,33 +12,57 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
-/// An upstream that answers with what it saw; `/slow` takes two seconds.
+/// An upstream that answers with what it saw; `/slow` takes two seconds, `/fail` answers 500,
+/// `/flaky` answers 503 to every other request, `/whoami` names the upstream.
 async fn upstream(ip: &str) -> SocketAddr {
+    upstream_counting(ip).await.0
+}
+
+/// The same, with the number of requests it received.
+async fn upstream_counting(ip: &str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
+            let counter = counter.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    if req.uri().path() == "/slow" {
-                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async move {
+                        match req.uri().path() {
+                            "/slow" => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
+                            "/fail" => {
+                                let mut r = http::Response::new(Full::new(Bytes::from("failed")));
+                                *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                                return Ok::<_, std::convert::Infallible>(r);
+                            }
+                            "/flaky" if n % 2 == 0 => {
+                                let mut r = http::Response::new(Full::new(Bytes::from("flaky")));
+                                *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                                return Ok(r);
+                            }
+                            "/whoami" => return Ok(http::Response::new(Full::new(Bytes::from(addr.to_string())))),
+                            _ => {}
+                        }
+                        let seen: Vec<String> = req
+                            .headers()
+                            .iter()
+                            .filter(|(k, _)| k.as_str().starts_with("x-"))
+                            .map(|(k, v)| format!("{}={}", k, v.to_str().unwrap_or("")))
+                            .collect();
+                        let body = format!("path={} headers={}", req.uri().path(), seen.join(","));
+                        Ok(http::Response::new(Full::new(Bytes::from(body))))
                     }
-                    let seen: Vec<String> = req
-                        .headers()
-                        .iter()
-                        .filter(|(k, _)| k.as_str().starts_with("x-"))
-                        .map(|(k, v)| format!("{}={}", k, v.to_str().unwrap_or("")))
-                        .collect();
-                    let body = format!("path={} headers={}", req.uri().path(), seen.join(","));
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(body))))
                 });
                 let _ =
                     hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
-    addr
+    (addr, count)
 }
 
 fn step(policy: &str, kind: &str, args: Value) -> Value {
@@ -48,13 +72,32 @@ fn step(policy: &str, kind: &str, args: Value) -> Value {
 /// A proxy for service `svc` with one ingress route from `frontend` (at 127.0.0.3) carrying
 /// `steps`; returns the proxy's address.
 async fn proxy(up: SocketAddr, chains: Value) -> (SocketAddr, Arc<admd::proxy::Context>) {
+    proxy_to(&[up], &[], chains).await
+}
+
+fn endpoints(addrs: &[SocketAddr]) -> Value {
+    Value::Array(addrs.iter().map(|a| json!({ "address": a.ip().to_string(), "port": a.port() })).collect())
+}
+
+/// A proxy whose service `svc` runs on `replicas`; `others` are more upstreams (name, address).
+async fn proxy_to(
+    replicas: &[SocketAddr],
+    others: &[(&str, SocketAddr)],
+    chains: Value,
+) -> (SocketAddr, Arc<admd::proxy::Context>) {
+    let up = replicas[0];
+    let mut upstreams = vec![json!({ "service": "svc", "protocol": "http", "endpoints": endpoints(replicas) })];
+    for (name, addr) in others {
+        upstreams.push(json!({ "service": name, "protocol": "http", "endpoints": endpoints(&[*addr]) }));
+    }
+    let _ = up;
     let listener = tokio::net::TcpListener::bind("127.0.0.10:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let config = json!({
         "schema_version": 1,
         "service": "svc",
         "listeners": { "ingress": { "address": "127.0.0.10", "port": addr.port() }, "egress": null },
-        "upstreams": [{ "service": "svc", "protocol": "http", "endpoints": [{ "address": up.ip().to_string(), "port": up.port() }] }],
+        "upstreams": upstreams,
         "peers": [{ "service": "frontend", "addresses": ["127.0.0.3"] }, { "service": "backend", "addresses": ["127.0.0.5"] }],
         "routes": [
             { "from": "frontend", "to": "svc", "direction": "ingress", "chains": chains.clone(), "forward": { "to": "service", "service": "svc" } },
@@ -180,6 +223,92 @@ async fn chains_apply_per_method() {
     assert_eq!(send("127.0.0.3", p, "/api/Put", &[]).await.0, 200);
 }
 
+#[tokio::test]
+async fn load_balancing_spreads_or_sticks() {
+    let a = upstream("127.0.0.21").await;
+    let b = upstream("127.0.0.22").await;
+    let lb = |algorithm: &str| chains(vec![step("lb", "load_balance", json!({ "algorithm": algorithm }))]);
+    let (p, _) = proxy_to(&[a, b], &[], lb("round_robin")).await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(send("127.0.0.3", p, "/whoami", &[]).await.2);
+    }
+    assert_eq!(seen, vec![a.to_string(), b.to_string(), a.to_string(), b.to_string()]);
+    let (p, _) = proxy_to(&[a, b], &[], lb("ring_hash")).await;
+    let first = send("127.0.0.3", p, "/whoami", &[]).await.2;
+    for _ in 0..5 {
+        assert_eq!(send("127.0.0.3", p, "/whoami", &[]).await.2, first, "the same key keeps its endpoint");
+    }
+}
+
+#[tokio::test]
+async fn circuit_breaker_ejects_failing_endpoints() {
+    let a = upstream("127.0.0.23").await;
+    let args = json!({ "max_pending": 10, "consecutive_errors": 2, "eject_for": { "us": 60_000_000 } });
+    let (p, _) = proxy_to(&[a], &[], chains(vec![step("cb", "circuit_breaker", args)])).await;
+    assert_eq!(send("127.0.0.3", p, "/fail", &[]).await.0, 500);
+    assert_eq!(send("127.0.0.3", p, "/fail", &[]).await.0, 500);
+    // Two consecutive errors: the only endpoint is out for a minute.
+    let (status, _, body) = send("127.0.0.3", p, "/fine", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("ejected"), "{body}");
+}
+
+#[tokio::test]
+async fn circuit_breaker_bounds_pending_requests() {
+    let (a, received) = upstream_counting("127.0.0.24").await;
+    let args = json!({ "max_pending": 1, "consecutive_errors": 5, "eject_for": { "us": 1_000_000 } });
+    let (p, _) = proxy_to(&[a], &[], chains(vec![step("cb", "circuit_breaker", args)])).await;
+    let slow = tokio::spawn(send("127.0.0.3", p, "/slow", &[]));
+    // Once the upstream holds the slow request, it holds the only pending slot.
+    while received.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (status, _, body) = send("127.0.0.3", p, "/", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("too many pending"), "{body}");
+    assert_eq!(slow.await.unwrap().0, 200);
+    // The slot is free again.
+    assert_eq!(send("127.0.0.3", p, "/", &[]).await.0, 200);
+}
+
+#[tokio::test]
+async fn retry_resends_retryable_failures() {
+    let a = upstream("127.0.0.25").await;
+    let retry = json!({ "attempts": 2, "per_try_timeout": { "us": 1_000_000 }, "retry_on": [502, 503, 504] });
+    let (p, _) = proxy_to(&[a], &[], chains(vec![step("again", "retry", retry)])).await;
+    for _ in 0..3 {
+        assert_eq!(send("127.0.0.3", p, "/flaky", &[]).await.0, 200, "a 503 is retried");
+    }
+    // Without the retry, every other request fails.
+    let b = upstream("127.0.0.26").await;
+    let (q, _) =
+        proxy_to(&[b], &[], chains(vec![step("log", "access_log", json!({ "sample": { "fraction": 0.0 } }))])).await;
+    let statuses: Vec<u16> =
+        [send("127.0.0.3", q, "/flaky", &[]).await.0, send("127.0.0.3", q, "/flaky", &[]).await.0].to_vec();
+    assert!(statuses.contains(&503), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn mirror_copies_without_delaying() {
+    let a = upstream("127.0.0.27").await;
+    let (shadow, count) = upstream_counting("127.0.0.28").await;
+    let args = json!({ "to": service("shadow"), "percent": { "fraction": 1.0 } });
+    let (p, _) = proxy_to(&[a], &[("shadow", shadow)], chains(vec![step("copy", "mirror", args)])).await;
+    // The copy goes to /slow on the shadow, which takes two seconds; the main request does not wait.
+    let started = std::time::Instant::now();
+    assert_eq!(send("127.0.0.3", p, "/slow-not", &[]).await.0, 200);
+    assert_eq!(send("127.0.0.3", p, "/slow", &[]).await.0, 200);
+    let _ = started;
+    for _ in 0..200 {
+        if count.load(std::sync::atomic::Ordering::SeqCst) >= 2 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the mirror received {} copies", count.load(std::sync::atomic::Ordering::SeqCst));
+}
+
 #[test]
 fn bad_configurations_are_refused_naming_the_field() {
     let base = json!({
@@ -188,11 +317,16 @@ fn bad_configurations_are_refused_naming_the_field() {
         "listeners": { "ingress": { "address": "127.0.0.10", "port": 15006 }, "egress": null },
         "upstreams": [{ "service": "svc", "protocol": "http", "endpoints": [{ "address": "127.0.0.11", "port": 80 }] }],
         "peers": [],
-        "routes": [{ "from": "a", "to": "svc", "direction": "ingress", "chains": chains(vec![step("r", "retry", json!({}))]), "forward": { "to": "service", "service": "svc" } }]
+        "routes": [{ "from": "a", "to": "svc", "direction": "ingress", "chains": chains(vec![step("r", "my_kind", json!({}))]), "forward": { "to": "service", "service": "svc" } }]
     });
     let e = admd::config::parse(&base.to_string()).unwrap_err();
     assert_eq!(e.field, "routes[0].chains[0].chain[0].kind");
     assert!(e.message.contains("not enforced by this version"), "{e}");
+    let mut bad_retry = base.clone();
+    bad_retry["routes"][0]["chains"] =
+        chains(vec![step("r", "retry", json!({ "attempts": 0, "per_try_timeout": { "us": 1 }, "retry_on": [] }))]);
+    let e = admd::config::parse(&bad_retry.to_string()).unwrap_err();
+    assert_eq!(e.field, "routes[0].chains[0].chain[0].args.attempts");
     let mut extra = base.clone();
     extra["surprise"] = json!(1);
     let e = admd::config::parse(&extra.to_string()).unwrap_err();
@@ -205,23 +339,28 @@ fn bad_configurations_are_refused_naming_the_field() {
 }
 
 #[test]
-fn every_example_configuration_of_supported_kinds_loads() {
-    // Bookinfo's productpage ADM runs only an allow-list: it loads as `admc build` writes it.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bookinfo");
-    let sources = admc_sources(&dir);
-    let config = sources.iter().find(|(p, _)| p == "adm/productpage.json").map(|(_, t)| t.clone()).unwrap();
-    admd::config::parse(&config).unwrap();
+fn every_example_configuration_loads() {
+    for example in ["bookinfo", "hotel-reservation"] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(example);
+        for (path, text) in admc_sources(&dir) {
+            if let Err(e) = admd::config::parse(&text) {
+                panic!("{example}/{path}: {e}");
+            }
+        }
+    }
 }
 
 fn admc_sources(dir: &std::path::Path) -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("admd-{}", dir.file_name().unwrap().to_string_lossy()));
+    let _ = std::fs::remove_dir_all(&root);
     let out = std::process::Command::new(env!("CARGO"))
         .args(["run", "-q", "-p", "admc-cli", "--", "build", "-o"])
-        .arg(std::env::temp_dir().join(format!("admd-test-{}", std::process::id())))
+        .arg(&root)
         .arg(dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let root = std::env::temp_dir().join(format!("admd-test-{}", std::process::id()));
     let mut files = Vec::new();
     for entry in std::fs::read_dir(root.join("adm")).unwrap() {
         let path = entry.unwrap().path();
