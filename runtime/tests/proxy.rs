@@ -39,7 +39,7 @@ async fn upstream_counting(ip: &str) -> (SocketAddr, Arc<std::sync::atomic::Atom
                                 *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
                                 return Ok::<_, std::convert::Infallible>(r);
                             }
-                            "/flaky" if n % 2 == 0 => {
+                            "/flaky" if n.is_multiple_of(2) => {
                                 let mut r = http::Response::new(Full::new(Bytes::from("flaky")));
                                 *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
                                 return Ok(r);
