@@ -564,22 +564,54 @@ fn build(
     Some(request)
 }
 
+/// Limits that protect the proxy from clients.
+pub mod limits {
+    use std::time::Duration;
+
+    /// Connections served at once per listener; more are closed at once.
+    pub const MAX_CONNECTIONS: usize = 16_384;
+    /// The most a request head may take (request line and headers): larger ones get 431.
+    pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+    /// A client must send its whole request head within this time (slow clients are cut off).
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
 /// Serves one listener until `shutdown` resolves; connections in flight finish.
 pub async fn serve(
     ctx: Arc<Context>,
     direction: Direction,
     listener: tokio::net::TcpListener,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    serve_with(ctx, direction, listener, shutdown, limits::HEADER_READ_TIMEOUT).await;
+}
+
+/// [`serve`] with a chosen header read timeout (tests use a short one).
+pub async fn serve_with(
+    ctx: Arc<Context>,
+    direction: Direction,
+    listener: tokio::net::TcpListener,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    header_read_timeout: Duration,
+) {
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits::MAX_CONNECTIONS));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
+                // Past the connection limit the connection is closed at once.
+                let Ok(permit) = connections.clone().try_acquire_owned() else { continue };
                 let ctx = ctx.clone();
                 let mut shutdown = shutdown.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let service = hyper::service::service_fn(move |req| handle(ctx.clone(), direction, peer, req));
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(header_read_timeout)
+                        .max_buf_size(limits::MAX_HEAD_BYTES);
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     tokio::pin!(conn);
                     tokio::select! {

@@ -107,7 +107,8 @@ async fn proxy_to(
     let runtime = admd::config::parse(&config.to_string()).unwrap();
     let ctx = admd::proxy::Context::new(runtime);
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(admd::proxy::serve(ctx.clone(), Direction::Ingress, listener, stopped));
+    let timeout = std::time::Duration::from_millis(300);
+    tokio::spawn(admd::proxy::serve_with(ctx.clone(), Direction::Ingress, listener, stopped, timeout));
     // Keep the shutdown sender alive for the test's duration.
     std::mem::forget(_stop);
     (addr, ctx)
@@ -307,6 +308,142 @@ async fn mirror_copies_without_delaying() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("the mirror received {} copies", count.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+/// Raw bytes from `source` to the proxy; what comes back before the connection closes (or a
+/// second passes).
+async fn raw(source: &str, proxy: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(proxy).await.unwrap();
+    let _ = stream.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn bad_requests_get_400_and_oversized_heads_431() {
+    let a = upstream("127.0.0.31").await;
+    let (p, _) = proxy(a, chains(vec![])).await;
+    let garbage = raw("127.0.0.3", p, b"NOT A REQUEST\r\n\r\n").await;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    let huge = format!("GET / HTTP/1.1\r\nhost: svc\r\nx-big: {}\r\n\r\n", "a".repeat(100_000));
+    let answer = raw("127.0.0.3", p, huge.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // The proxy still serves.
+    assert_eq!(send("127.0.0.3", p, "/", &[]).await.0, 200);
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = upstream("127.0.0.32").await;
+    let (p, _) = proxy(a, chains(vec![])).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let mut stream = socket.connect(p).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nhost: svc\r\n").await.unwrap();
+    // A slowloris client: one header line, then nothing. The proxy gives up on it (300 ms here).
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was kept open");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+}
+
+#[tokio::test]
+async fn an_upstream_that_dies_mid_response_does_not_take_the_proxy_down() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that promises 1000 bytes, sends 10, and closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.33:0").await.unwrap();
+    let dying = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789").await;
+        }
+    });
+    let healthy = upstream("127.0.0.34").await;
+    let (p, _) = proxy_to(&[dying], &[], chains(vec![])).await;
+    let answer = raw("127.0.0.3", p, b"GET / HTTP/1.1\r\nhost: svc\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.len() < 1000, "the truncated body is not passed off as complete");
+    // The proxy is still up, and other upstreams are served as before.
+    let again = raw("127.0.0.3", p, b"GET / HTTP/1.1\r\nhost: svc\r\n\r\n").await;
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    let (q, _) = proxy_to(&[healthy], &[], chains(vec![])).await;
+    assert_eq!(send("127.0.0.3", q, "/", &[]).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_fails_no_request() {
+    let a = upstream("127.0.0.35").await;
+    let (p, ctx) =
+        proxy(a, chains(vec![step("acl", "allow", json!({ "from": [service("frontend"), service("backend")] }))]))
+            .await;
+    let load = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        for _ in 0..300 {
+            statuses.push(send("127.0.0.3", p, "/", &[]).await.0);
+        }
+        statuses
+    });
+    // Swap the configuration again and again while requests flow, as SIGHUP does.
+    let config = ctx.current().unwrap();
+    for _ in 0..50 {
+        let fresh = admd::config::parse(&reload_config(&config)).unwrap();
+        *ctx.runtime.write().unwrap() = Arc::new(fresh);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let statuses = load.await.unwrap();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+/// The configuration text of a runtime built by `proxy`: the same routes, rebuilt.
+fn reload_config(rt: &admd::config::Runtime) -> String {
+    let up = rt.upstreams.get("svc").unwrap().endpoints[0];
+    let ingress = rt.ingress.unwrap();
+    json!({
+        "schema_version": 1,
+        "service": "svc",
+        "listeners": { "ingress": { "address": ingress.ip().to_string(), "port": ingress.port() }, "egress": null },
+        "upstreams": [{ "service": "svc", "protocol": "http", "endpoints": endpoints(&[up]) }],
+        "peers": [{ "service": "frontend", "addresses": ["127.0.0.3"] }],
+        "routes": [{ "from": "frontend", "to": "svc", "direction": "ingress",
+            "chains": chains(vec![step("acl", "allow", json!({ "from": [service("frontend")] }))]),
+            "forward": { "to": "service", "service": "svc" } }]
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn egress_routes_by_authority_and_names_unknown_ones() {
+    let a = upstream("127.0.0.36").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.37:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = json!({
+        "schema_version": 1,
+        "service": "frontend",
+        "listeners": { "ingress": null, "egress": { "address": "127.0.0.37", "port": addr.port() } },
+        "upstreams": [{ "service": "svc", "protocol": "http", "endpoints": endpoints(&[a]) }],
+        "peers": [{ "service": "frontend", "addresses": ["127.0.0.3"] }],
+        "routes": [{ "from": "frontend", "to": "svc", "direction": "egress",
+            "chains": chains(vec![step("tag", "set_header", json!({ "name": "x-from", "value": "frontend" }))]),
+            "forward": { "to": "service", "service": "svc" } }]
+    });
+    let ctx = admd::proxy::Context::new(admd::config::parse(&config.to_string()).unwrap());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(admd::proxy::serve(ctx, Direction::Egress, listener, stopped));
+    let (status, _, body) = send("127.0.0.3", addr, "/x", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "path=/x headers=x-from=frontend"));
+    let answer = raw("127.0.0.3", addr, b"GET / HTTP/1.1\r\nhost: payments:8080\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("unknown destination `payments`"), "{answer}");
+    drop(stop);
 }
 
 #[test]
