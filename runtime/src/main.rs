@@ -68,20 +68,21 @@ async fn run(cli: Cli, runtime: admd::config::Runtime) -> Result<(), String> {
     tasks.push(tokio::spawn(admin_server(ctx.clone(), admin, stopped.clone())));
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&cli.config);
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(500));
+    eprintln!("admd: ready");
     loop {
         tokio::select! {
-            _ = hangup.recv() => match admd::config::load(&cli.config) {
-                Ok(new) => {
-                    let same_listeners = ctx.current().is_some_and(|old| old.ingress == new.ingress && old.egress == new.egress);
-                    if !same_listeners {
-                        eprintln!("admd: reload refused: the listeners changed; restart admd to move them");
-                    } else if let Ok(mut current) = ctx.runtime.write() {
-                        *current = std::sync::Arc::new(new);
-                        eprintln!("admd: configuration reloaded");
-                    }
+            _ = hangup.recv() => reload(&ctx, &cli.config),
+            _ = poll.tick() => {
+                // A changed file reloads too (editors and config managers replace it).
+                let now = modified(&cli.config);
+                if now != seen {
+                    seen = now;
+                    reload(&ctx, &cli.config);
                 }
-                Err(e) => eprintln!("admd: reload refused, the old configuration keeps serving: {e}"),
-            },
+            }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
@@ -92,6 +93,24 @@ async fn run(cli: Cli, runtime: admd::config::Runtime) -> Result<(), String> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
     }
     Ok(())
+}
+
+/// Loads the configuration again and swaps it in atomically; a bad one is refused and the old one
+/// keeps serving.
+fn reload(ctx: &admd::proxy::Context, path: &std::path::Path) {
+    match admd::config::load(path) {
+        Ok(new) => {
+            let same_listeners =
+                ctx.current().is_some_and(|old| old.ingress == new.ingress && old.egress == new.egress);
+            if !same_listeners {
+                eprintln!("admd: reload refused: the listeners changed; restart admd to move them");
+            } else if let Ok(mut current) = ctx.runtime.write() {
+                *current = std::sync::Arc::new(new);
+                eprintln!("admd: configuration reloaded");
+            }
+        }
+        Err(e) => eprintln!("admd: reload refused, the old configuration keeps serving: {e}"),
+    }
 }
 
 async fn admin_server(

@@ -1,0 +1,94 @@
+//! The `admd` binary: validation before listening, reloads (SIGHUP and file change), and drain on
+//! SIGTERM.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn config(port: u16, allowed: &str) -> String {
+    serde_json::json!({
+        "schema_version": 1,
+        "service": "svc",
+        "listeners": { "ingress": { "address": "127.0.0.51", "port": port }, "egress": null },
+        "upstreams": [{ "service": "svc", "protocol": "http", "endpoints": [{ "address": "127.0.0.52", "port": 9 }] }],
+        "peers": [],
+        "routes": [{ "from": "external", "to": "svc", "direction": "ingress",
+            "chains": [{ "methods": null, "chain": [{ "policy": "acl", "kind": "allow", "unit": "call external -> svc",
+                "args": { "from": [{ "service": allowed, "members": [allowed] }] } }] }],
+            "forward": { "to": "service", "service": "svc" } }]
+    })
+    .to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.51:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn a_bad_configuration_is_one_line_and_exit_2() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admd-bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.json");
+    std::fs::write(&path, config(15006, "frontend").replace("\"port\":9}", "\"port\":0}")).unwrap();
+    assert!(std::fs::read_to_string(&path).unwrap().contains("\"port\":0}"), "the test must break the file");
+    let out = Command::new(env!("CARGO_BIN_EXE_admd")).arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("upstreams[0].endpoints[0].port"), "{err}");
+    let missing = Command::new(env!("CARGO_BIN_EXE_admd")).args(["--config", "/nonexistent.json"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let good = dir.join("good.json");
+    std::fs::write(&good, config(15006, "frontend")).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_admd")).arg("--config").arg(&good).arg("--check").output().unwrap();
+    assert_eq!(check.status.code(), Some(0));
+}
+
+#[test]
+fn reloads_keep_serving_and_sigterm_drains() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admd-reload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("svc.json");
+    let port = free_port();
+    std::fs::write(&path, config(port, "frontend")).unwrap();
+    let admin = format!("127.0.0.51:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_admd"))
+        .arg("--config")
+        .arg(&path)
+        .args(["--admin", &admin])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut next_line = move |wanted: &str| -> String {
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.contains(wanted) {
+                return line;
+            }
+        }
+        panic!("admd never said `{wanted}`")
+    };
+    next_line("ready");
+    let pid = child.id().to_string();
+    // A bad new configuration is refused; the old one keeps serving.
+    std::fs::write(&path, "{ not json").unwrap();
+    assert!(next_line("reload refused").contains("old configuration keeps serving"));
+    // A good one is taken, on SIGHUP as on the file's change.
+    std::fs::write(&path, config(port, "backend")).unwrap();
+    next_line("configuration reloaded");
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    next_line("configuration reloaded");
+    // The admin port answers.
+    let mut s = std::net::TcpStream::connect(&admin).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /healthz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    next_line("draining");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
