@@ -42,6 +42,9 @@ impl Default for Clients {
     }
 }
 
+/// Upper bounds of the latency histogram's buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+
 /// Counters exposed on `/metrics`.
 #[derive(Default)]
 pub struct Metrics {
@@ -49,6 +52,9 @@ pub struct Metrics {
     pub refused: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub per_policy: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
+    /// Request durations (to the response's headers): a count per bucket, then the sum in µs.
+    latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    latency_sum_us: AtomicU64,
 }
 
 impl Metrics {
@@ -56,6 +62,13 @@ impl Metrics {
         if let Ok(mut m) = self.per_policy.lock() {
             *m.entry((policy.to_string(), outcome)).or_default() += 1;
         }
+    }
+
+    fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let i = LATENCY_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(LATENCY_BUCKETS.len());
+        self.latency[i].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Prometheus text format.
@@ -75,6 +88,19 @@ impl Metrics {
                 ));
             }
         }
+        out.push_str("# TYPE admd_request_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.latency[i].load(Ordering::Relaxed);
+            out.push_str(&format!("admd_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}\n"));
+        }
+        cumulative += self.latency[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        out.push_str(&format!("admd_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}\n"));
+        out.push_str(&format!(
+            "admd_request_duration_seconds_sum {}\n",
+            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        ));
+        out.push_str(&format!("admd_request_duration_seconds_count {cumulative}\n"));
         out
     }
 }
@@ -449,6 +475,7 @@ pub async fn handle(
             refuse(grpc, status, grpc_status, message)
         }
     };
+    ctx.metrics.observe(started.elapsed());
     if let Some((policy, sample)) = log_sample {
         if ctx.chance() < sample {
             println!(
