@@ -185,6 +185,9 @@ pub struct Step {
     pub policy: String,
     pub kind: String,
     pub action: Action,
+    /// Requests this step let through and refused (for `/metrics`).
+    pub passed: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -219,8 +222,29 @@ pub struct Runtime {
     pub upstreams: HashMap<String, Upstream>,
     /// Source identity: the address a request comes from → the service that sent it.
     pub peers: HashMap<IpAddr, String>,
-    /// (direction, from, to) → route.
-    pub routes: HashMap<(Direction, String, String), Route>,
+    /// Ingress routes by sender (the receiver is this service).
+    pub ingress_routes: HashMap<String, Route>,
+    /// Egress routes by receiver (the sender is this service).
+    pub egress_routes: HashMap<String, Route>,
+}
+
+impl Runtime {
+    /// The route of a call through this ADM on one side.
+    pub fn route(&self, direction: Direction, from: &str, to: &str) -> Option<&Route> {
+        match direction {
+            Direction::Ingress => self.ingress_routes.get(from).filter(|_| to == self.service),
+            Direction::Egress => self.egress_routes.get(to).filter(|_| from == self.service),
+        }
+    }
+
+    /// Every step of every route, for `/metrics`.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.ingress_routes
+            .values()
+            .chain(self.egress_routes.values())
+            .flat_map(|r| r.chains.iter())
+            .flat_map(|c| c.steps.iter())
+    }
 }
 
 fn endpoint(field: &str, e: &adm_artifacts::Endpoint) -> Result<SocketAddr, ConfigError> {
@@ -430,7 +454,8 @@ fn build(config: AdmConfig) -> Result<Runtime, ConfigError> {
         }
     }
     let mut states = States::default();
-    let mut routes = HashMap::new();
+    let mut ingress_routes = HashMap::new();
+    let mut egress_routes = HashMap::new();
     for (i, r) in config.routes.iter().enumerate() {
         let field = format!("routes[{i}]");
         match (&r.direction, ingress, egress) {
@@ -456,14 +481,32 @@ fn build(config: AdmConfig) -> Result<Runtime, ConfigError> {
                     policy: s.policy.clone(),
                     kind: s.kind.clone(),
                     action: action(s, &step_field, &mut states)?,
+                    passed: Default::default(),
+                    refused: Default::default(),
                 });
             }
             chains.push(Chain { methods: c.methods.clone(), steps });
         }
-        let key = (r.direction, r.from.clone(), r.to.clone());
-        if routes.insert(key, Route { chains, forward: r.forward.clone() }).is_some() {
+        let route = Route { chains, forward: r.forward.clone() };
+        let duplicate = match r.direction {
+            Direction::Ingress if r.to != config.service => {
+                return Err(err(
+                    format!("{field}.to"),
+                    format!("an ingress route of `{}` must end at it", config.service),
+                ));
+            }
+            Direction::Egress if r.from != config.service => {
+                return Err(err(
+                    format!("{field}.from"),
+                    format!("an egress route of `{}` must start at it", config.service),
+                ));
+            }
+            Direction::Ingress => ingress_routes.insert(r.from.clone(), route).is_some(),
+            Direction::Egress => egress_routes.insert(r.to.clone(), route).is_some(),
+        };
+        if duplicate {
             return Err(err(field, format!("a second route for `{} -> {}`", r.from, r.to)));
         }
     }
-    Ok(Runtime { service: config.service, ingress, egress, upstreams, peers, routes })
+    Ok(Runtime { service: config.service, ingress, egress, upstreams, peers, ingress_routes, egress_routes })
 }

@@ -20,6 +20,10 @@ struct Cli {
     /// Validate the configuration and exit
     #[arg(long)]
     check: bool,
+    /// Worker threads; 1 runs everything on the calling thread (lowest latency on a pinned core);
+    /// default: one per CPU
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -34,7 +38,12 @@ fn main() -> ExitCode {
     if cli.check {
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let builder = match cli.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n.max(1)).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let rt = match builder {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start: {e}");
@@ -128,7 +137,7 @@ async fn admin_server(
                         let ctx = ctx.clone();
                         async move {
                             let (status, body) = match req.uri().path() {
-                                "/metrics" => (http::StatusCode::OK, ctx.metrics.render()),
+                                "/metrics" => (http::StatusCode::OK, ctx.metrics.render(ctx.current().as_deref())),
                                 "/healthz" | "/ready" => (http::StatusCode::OK, "ok\n".to_string()),
                                 _ => (http::StatusCode::NOT_FOUND, "not found\n".to_string()),
                             };

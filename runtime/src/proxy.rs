@@ -51,19 +51,12 @@ pub struct Metrics {
     pub requests: AtomicU64,
     pub refused: AtomicU64,
     pub upstream_errors: AtomicU64,
-    pub per_policy: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
     /// Request durations (to the response's headers): a count per bucket, then the sum in µs.
     latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
 }
 
 impl Metrics {
-    fn decision(&self, policy: &str, outcome: &'static str) {
-        if let Ok(mut m) = self.per_policy.lock() {
-            *m.entry((policy.to_string(), outcome)).or_default() += 1;
-        }
-    }
-
     fn observe(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let i = LATENCY_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(LATENCY_BUCKETS.len());
@@ -71,8 +64,8 @@ impl Metrics {
         self.latency_sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Prometheus text format.
-    pub fn render(&self) -> String {
+    /// Prometheus text format; decisions per policy come from the steps of `rt`.
+    pub fn render(&self, rt: Option<&Runtime>) -> String {
         let mut out = String::new();
         out.push_str("# TYPE admd_requests_total counter\n");
         out.push_str(&format!("admd_requests_total {}\n", self.requests.load(Ordering::Relaxed)));
@@ -81,12 +74,13 @@ impl Metrics {
         out.push_str("# TYPE admd_upstream_errors_total counter\n");
         out.push_str(&format!("admd_upstream_errors_total {}\n", self.upstream_errors.load(Ordering::Relaxed)));
         out.push_str("# TYPE admd_policy_decisions_total counter\n");
-        if let Ok(m) = self.per_policy.lock() {
-            for ((policy, outcome), n) in m.iter() {
-                out.push_str(&format!(
-                    "admd_policy_decisions_total{{policy=\"{policy}\",decision=\"{outcome}\"}} {n}\n"
-                ));
-            }
+        let mut per_policy: std::collections::BTreeMap<(&str, &str), u64> = std::collections::BTreeMap::new();
+        for step in rt.into_iter().flat_map(Runtime::steps) {
+            *per_policy.entry((&step.policy, "passed")).or_default() += step.passed.load(Ordering::Relaxed);
+            *per_policy.entry((&step.policy, "refused")).or_default() += step.refused.load(Ordering::Relaxed);
+        }
+        for ((policy, decision), n) in per_policy {
+            out.push_str(&format!("admd_policy_decisions_total{{policy=\"{policy}\",decision=\"{decision}\"}} {n}\n"));
         }
         out.push_str("# TYPE admd_request_duration_seconds histogram\n");
         let mut cumulative = 0;
@@ -202,23 +196,18 @@ pub async fn handle(
     let grpc = is_grpc(&req);
     let started = Instant::now();
     // Who sent it: the peer address through the endpoint table, never a header.
-    let source = rt.peers.get(&peer.ip()).cloned().unwrap_or_else(|| "external".to_string());
+    let source: &str = rt.peers.get(&peer.ip()).map_or("external", String::as_str);
     let (from, to) = match direction {
-        Direction::Ingress => (source.clone(), rt.service.clone()),
+        Direction::Ingress => (source.to_string(), rt.service.clone()),
         Direction::Egress => match authority_service(&req) {
-            Some(s)
-                if rt.upstreams.contains_key(&s)
-                    || rt.routes.contains_key(&(direction, rt.service.clone(), s.clone())) =>
-            {
-                (rt.service.clone(), s)
-            }
+            Some(s) if rt.upstreams.contains_key(&s) || rt.egress_routes.contains_key(&s) => (rt.service.clone(), s),
             Some(s) => return Ok(refuse(grpc, StatusCode::NOT_FOUND, 5, format!("unknown destination `{s}`"))),
             None => {
                 return Ok(refuse(grpc, StatusCode::BAD_REQUEST, 3, "the request names no destination (Host)".into()))
             }
         },
     };
-    let route = rt.routes.get(&(direction, from.clone(), to.clone()));
+    let route = rt.route(direction, &from, &to);
     // The ingress listener serves the calls whose policies run here; anything else reaching it is
     // a call that no declaration routes through this ADM, and is refused rather than let by.
     if direction == Direction::Ingress && route.is_none() {
@@ -238,14 +227,14 @@ pub async fn handle(
         for step in &chain.steps {
             let refused = |ctx: &Context, status, grpc_status, why: &str| {
                 ctx.metrics.refused.fetch_add(1, Ordering::Relaxed);
-                ctx.metrics.decision(&step.policy, "refused");
+                step.refused.fetch_add(1, Ordering::Relaxed);
                 refuse(grpc, status, grpc_status, format!("refused by policy `{}` ({}): {why}", step.policy, step.kind))
             };
             match &step.action {
-                Action::Allow { from } if !from.contains(&source) => {
+                Action::Allow { from } if !from.iter().any(|f| f == source) => {
                     return Ok(refused(&ctx, StatusCode::FORBIDDEN, 7, &format!("`{source}` is not allowed")));
                 }
-                Action::Deny { from } if from.contains(&source) => {
+                Action::Deny { from } if from.iter().any(|f| f == source) => {
                     return Ok(refused(&ctx, StatusCode::FORBIDDEN, 7, &format!("`{source}` is denied")));
                 }
                 Action::RequireHeader { name, value } => {
@@ -287,7 +276,7 @@ pub async fn handle(
                 }
                 Action::AccessLog { sample } => log_sample = Some((step.policy.clone(), *sample)),
                 Action::LoadBalance { algorithm } => plan.algorithm = Some(*algorithm),
-                Action::CircuitBreaker { breaker } => plan.breaker = Some((step.policy.clone(), breaker.clone())),
+                Action::CircuitBreaker { breaker } => plan.breaker = Some((step, breaker.clone())),
                 Action::Retry { attempts, per_try_timeout, retry_on, budget } => {
                     plan.retry = Some(Retry {
                         attempts: *attempts,
@@ -299,7 +288,7 @@ pub async fn handle(
                 Action::Mirror { to, fraction } => plan.mirrors.push((to.clone(), *fraction)),
                 Action::Allow { .. } | Action::Deny { .. } => {}
             }
-            ctx.metrics.decision(&step.policy, "passed");
+            step.passed.fetch_add(1, Ordering::Relaxed);
         }
     }
     // Forward.
@@ -329,11 +318,12 @@ pub async fn handle(
     };
     // At most `max_pending` requests wait on a circuit breaker's unit.
     let _pending = match &plan.breaker {
-        Some((policy, b)) => {
+        Some((step, b)) => {
+            let policy = &step.policy;
             if b.pending.fetch_add(1, Ordering::AcqRel) >= b.max_pending {
                 b.pending.fetch_sub(1, Ordering::AcqRel);
                 ctx.metrics.refused.fetch_add(1, Ordering::Relaxed);
-                ctx.metrics.decision(policy, "refused");
+                step.refused.fetch_add(1, Ordering::Relaxed);
                 return Ok(refuse(
                     grpc,
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -387,7 +377,7 @@ pub async fn handle(
             });
         }
     }
-    let key = format!("{source}{path}");
+    let key = (source, path.as_str());
     let attempts = plan.retry.as_ref().map_or(1, |r| 1 + r.attempts);
     if let Some(r) = &plan.retry {
         r.budget.earn();
@@ -397,7 +387,7 @@ pub async fn handle(
         for attempt in 0..attempts {
             let (addr, protocol, slot) = match &target {
                 Target::Upstream(u) => {
-                    match pick(&ctx, u, plan.algorithm, plan.breaker.as_ref().map(|(_, b)| b.as_ref()), &key) {
+                    match pick(&ctx, u, plan.algorithm, plan.breaker.as_ref().map(|(_, b)| b.as_ref()), key) {
                         Some(i) => (u.endpoints[i], u.protocol, Some(&u.in_flight[i])),
                         None => {
                             return Err((
@@ -493,9 +483,9 @@ pub const MAX_BUFFERED: usize = 1 << 20;
 
 /// What the chain asks of the forwarding.
 #[derive(Default)]
-struct Plan {
+struct Plan<'a> {
     algorithm: Option<Algorithm>,
-    breaker: Option<(String, Arc<Breaker>)>,
+    breaker: Option<(&'a crate::config::Step, Arc<Breaker>)>,
     retry: Option<Retry>,
     mirrors: Vec<(Vec<String>, f64)>,
 }
@@ -538,7 +528,7 @@ fn pick(
     u: &Upstream,
     algorithm: Option<Algorithm>,
     breaker: Option<&Breaker>,
-    key: &str,
+    key: (&str, &str),
 ) -> Option<usize> {
     let n = u.endpoints.len();
     let usable = |i: usize| breaker.is_none_or(|b| !b.ejected(u.endpoints[i]));
@@ -567,7 +557,7 @@ fn pick(
                 .flat_map(|i| (0..64).map(move |v| (hash(&format!("{}#{v}", u.endpoints[*i])), *i)))
                 .collect();
             ring.sort_unstable();
-            let h = hash(key);
+            let h = hash(key.0) ^ hash(key.1).rotate_left(17);
             ring.iter().find(|(p, _)| *p >= h).or(ring.first()).map_or(candidates[0], |(_, i)| *i)
         }
     })

@@ -150,7 +150,7 @@ async fn allow_trusts_the_peer_address_not_the_headers() {
     let (status, _, body) = send("127.0.0.5", p, "/hello", &[("x-source", "frontend")]).await;
     assert_eq!(status, 403);
     assert!(body.contains("refused by policy `acl` (allow): `backend` is not allowed"), "{body}");
-    let metrics = ctx.metrics.render();
+    let metrics = ctx.metrics.render(ctx.current().as_deref());
     assert!(metrics.contains("admd_policy_decisions_total{policy=\"acl\",decision=\"refused\"} 1"), "{metrics}");
     assert!(metrics.contains("admd_request_duration_seconds_count 1"), "one request reached an upstream: {metrics}");
     // An address outside the mesh has no declared call at all.
