@@ -29,9 +29,12 @@ pub struct Clients {
 
 impl Clients {
     pub fn new() -> Clients {
+        // Small requests and replies: no Nagle delay on either side of the proxy.
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
         Clients {
-            http1: Client::builder(TokioExecutor::new()).build_http(),
-            http2: Client::builder(TokioExecutor::new()).http2_only(true).build_http(),
+            http1: Client::builder(TokioExecutor::new()).build(connector.clone()),
+            http2: Client::builder(TokioExecutor::new()).http2_only(true).build(connector),
         }
     }
 }
@@ -616,6 +619,7 @@ pub async fn serve_with(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
                 // Past the connection limit the connection is closed at once.
                 let Ok(permit) = connections.clone().try_acquire_owned() else { continue };
                 let ctx = ctx.clone();
