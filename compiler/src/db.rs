@@ -110,6 +110,14 @@ pub fn symbols(db: &dyn salsa::Database, program: Program) -> Symbols {
     symbols
 }
 
+/// The names of services, groups, kinds and enums, without policies: what checking a declaration
+/// or a policy needs. Policies' own names only matter for duplicates, so editing (or breaking) a
+/// policy leaves this table, and every check that reads it, as it was.
+#[salsa::tracked(returns(ref))]
+pub fn declaration_symbols(db: &dyn salsa::Database, program: Program) -> Symbols {
+    Symbols { policies: Default::default(), ..symbols(db, program).clone() }
+}
+
 #[salsa::tracked(returns(ref))]
 fn file_enums(db: &dyn salsa::Database, file: SourceText) -> Vec<(String, Vec<String>)> {
     let mut ignored = Vec::new();
@@ -141,7 +149,7 @@ type CheckedKinds = (Vec<(String, Option<KindDef>)>, Vec<Diagnostic>);
 #[salsa::tracked(returns(ref))]
 fn file_kinds_checked(db: &dyn salsa::Database, program: Program, pos: u32) -> CheckedKinds {
     let Some(file) = file_at(db, program, pos) else { return (Vec::new(), Vec::new()) };
-    let scope = Scope { file: file.id(db), symbols: symbols(db, program), enums: enums(db, program) };
+    let scope = Scope { file: file.id(db), symbols: declaration_symbols(db, program), enums: enums(db, program) };
     let mut diags = Vec::new();
     let mut out = Vec::new();
     for item in &parse_file(db, file).file.items {
@@ -180,7 +188,8 @@ pub fn kind_table(db: &dyn salsa::Database, program: Program) -> KindTable {
 fn file_graph_checked(db: &dyn salsa::Database, program: Program, pos: u32) -> (GraphDecls, Vec<Diagnostic>) {
     let Some(file) = file_at(db, program, pos) else { return (GraphDecls::default(), Vec::new()) };
     let mut diags = Vec::new();
-    let decls = graph::check_file(file.id(db), &parse_file(db, file).file, symbols(db, program), &mut diags);
+    let decls =
+        graph::check_file(file.id(db), &parse_file(db, file).file, declaration_symbols(db, program), &mut diags);
     (decls, diags)
 }
 
@@ -243,7 +252,7 @@ pub type CheckedPolicy = (u32, Option<(PolicyFacts, Args)>, Vec<Diagnostic>);
 pub fn file_policy_checks(db: &dyn salsa::Database, program: Program, pos: u32) -> Vec<CheckedPolicy> {
     let Some(file) = file_at(db, program, pos) else { return Vec::new() };
     let items = &parse_file(db, file).file.items;
-    let scope = Scope { file: file.id(db), symbols: symbols(db, program), enums: enums(db, program) };
+    let scope = Scope { file: file.id(db), symbols: declaration_symbols(db, program), enums: enums(db, program) };
     let (kinds, graph) = (kind_table(db, program), call_graph(db, program));
     let broken = broken_items(parse_file(db, file));
     let mut out = Vec::new();
@@ -303,6 +312,24 @@ pub fn conflicts(db: &dyn salsa::Database, program: Program) -> Vec<Conflict> {
     conflict_rules::find(&all_facts(db, program), call_graph(db, program))
 }
 
+/// The units of one file's policies that have no legal side: the part of [`legal_sides`] that the
+/// file's diagnostics need, so that a change elsewhere in the placement leaves them as they were.
+#[salsa::tracked(returns(ref))]
+fn file_unplaceable(db: &dyn salsa::Database, program: Program, pos: u32) -> Vec<(u32, Vec<Unit>)> {
+    legal_sides(db, program)
+        .units
+        .range((pos, 0)..=(pos, u32::MAX))
+        .filter(|(_, units)| units.iter().any(|u| !u.ingress && !u.egress))
+        .map(|((_, item), units)| (*item, units.clone()))
+        .collect()
+}
+
+/// The conflicts reported in one file (at its later policy).
+#[salsa::tracked(returns(ref))]
+fn file_conflicts(db: &dyn salsa::Database, program: Program, pos: u32) -> Vec<Conflict> {
+    conflicts(db, program).iter().filter(|c| c.later.0 == pos).cloned().collect()
+}
+
 /// The span of an item, and of its name, in another file (for labels).
 fn item_spans(db: &dyn salsa::Database, program: Program, pos: u32, item: u32) -> Option<(FileId, &Item)> {
     let file = file_at(db, program, pos)?;
@@ -325,14 +352,13 @@ pub fn file_diagnostics(db: &dyn salsa::Database, program: Program, pos: u32) ->
     diags.extend(file_kinds_checked(db, program, pos).1.iter().cloned());
     diags.extend(file_graph_checked(db, program, pos).1.iter().cloned());
     calls_and_app(db, program, pos, id, &mut diags);
-    let sides = legal_sides(db, program);
-    for (item, _, policy_diags) in file_policy_checks(db, program, pos) {
+    for (_, _, policy_diags) in file_policy_checks(db, program, pos) {
         diags.extend(policy_diags.iter().cloned());
-        if let Some(units) = sides.units.get(&(pos, *item)) {
-            unplaceable(db, program, (pos, *item), units, &mut diags);
-        }
     }
-    for c in conflicts(db, program).iter().filter(|c| c.later.0 == pos) {
+    for (item, units) in file_unplaceable(db, program, pos) {
+        unplaceable(db, program, (pos, *item), units, &mut diags);
+    }
+    for c in file_conflicts(db, program, pos) {
         diags.extend(conflict(db, program, c));
     }
     // An item with a syntax error lost some of its parts: what the later stages say of it would

@@ -79,6 +79,25 @@ fn editing_a_selector_recomputes_placement() {
     assert!(diags.iter().any(|d| d.code == "W0500"), "{diags:?}");
 }
 
+/// Breaking a policy (a syntax error) takes it out of placement, but no declaration depends on a
+/// policy's name: the other files' checks are not repeated.
+#[test]
+fn breaking_a_policy_rechecks_only_its_file() {
+    let (mut db, log, program, policies) = setup();
+    executed(&log);
+    policies.set_text(&mut db).to(POLICIES.replace("timeout(after: 300ms)", "timeout($after: 300ms)"));
+    let diags = db::program_diagnostics(&db, program).clone();
+    assert!(diags.iter().any(|d| d.code == "E0001"), "{diags:?}");
+    let after_edit = executed(&log);
+    for untouched in ["call_graph", "kind_table", "enums"] {
+        assert_eq!(count(&after_edit, untouched), 0, "`{untouched}` re-ran: {after_edit:#?}");
+    }
+    // Only the broken file's checks run again (the name table without policies is unchanged).
+    for per_file in ["file_graph_checked", "file_kinds_checked", "file_policy_checks"] {
+        assert_eq!(count(&after_edit, per_file), 1, "`{per_file}`: {after_edit:#?}");
+    }
+}
+
 #[test]
 fn editing_a_service_file_leaves_other_files_parsed() {
     let (mut db, log, program, _) = setup();
