@@ -3,7 +3,6 @@
 use std::fmt::Write;
 
 use crate::db;
-use crate::sema::model::UnitKey;
 use crate::Checked;
 
 /// Every policy's units with their calls and legal sides, the rules that removed sides, and the
@@ -26,11 +25,7 @@ pub fn legal_sides(checked: &Checked) -> String {
             facts.placement.as_str()
         );
         for unit in sides.units.get(&(pos, item)).into_iter().flatten() {
-            let key = match unit.key {
-                UnitKey::Call(c) => format!("call `{}`", graph.call_name(c)),
-                UnitKey::Receiver(n) => format!("calls into `{}`", graph.node_name(n)),
-                UnitKey::Sender(n) => format!("calls out of `{}`", graph.node_name(n)),
-            };
+            let key = crate::plan::unit_label(graph, unit);
             let calls: Vec<String> = unit.calls.iter().map(|c| graph.call_name(*c)).collect();
             let _ = writeln!(out, "  {key} [{}]: {}", calls.join(", "), db::sides_text(unit));
             for r in &unit.removed {
