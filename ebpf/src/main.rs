@@ -7,9 +7,46 @@
 //!   the peer socket (the one whose local end is this socket's remote end), without crossing the
 //!   TCP/IP stack; when no peer is known the message passes normally, never dropped.
 //!
-//! `COUNTERS[0]` counts redirected messages, `COUNTERS[1]` messages passed without a peer.
+//! - `adm_connect4` (cgroup/connect4): applies the plan's decision to a connect from a mesh
+//!   service (its cgroup is in `SERVICE_OF_CGROUP`) to a service endpoint (`ENDPOINTS`): direct,
+//!   or rewritten to the sender's egress ADM or the receiver's ingress ADM (`PAIRS`, `ADMS`),
+//!   recording the original destination; a pair that no declared call allows is refused when
+//!   `SETTINGS[0]` is 1 (`--undeclared=deny`).
+//!
+//! `COUNTERS`: 0 redirected messages, 1 messages passed without a peer, 2 connects steered to an
+//! ADM, 3 connects left direct, 4 connects refused as undeclared.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+
+/// An IPv4 endpoint: the address in network order, the port in host order.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Endpoint {
+    pub ip: u32,
+    pub port: u32,
+}
+
+/// A (sender, receiver) pair of service ids.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Pair {
+    pub from: u32,
+    pub to: u32,
+}
+
+/// The listeners of a service's ADM; a port of 0 means no such listener.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Adm {
+    pub ingress: Endpoint,
+    pub egress: Endpoint,
+}
+
+/// How a pair's traffic flows, as `ebpf/maps.json` says.
+pub const DIRECT: u32 = 0;
+pub const VIA_SENDER: u32 = 1;
+pub const VIA_RECEIVER: u32 = 2;
+pub const VIA_BOTH: u32 = 3;
 
 /// A socket's ends: IPv4 addresses as the kernel holds them (network order), ports in host order.
 #[repr(C)]
@@ -26,17 +63,41 @@ mod programs {
     use aya_ebpf::bindings::{
         sk_action, BPF_F_INGRESS, BPF_NOEXIST, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
     };
-    use aya_ebpf::macros::{map, sk_msg, sock_ops};
-    use aya_ebpf::maps::{PerCpuArray, SockHash};
-    use aya_ebpf::programs::{SkMsgContext, SockOpsContext};
+    use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_socket_cookie};
+    use aya_ebpf::macros::{cgroup_sock_addr, map, sk_msg, sock_ops};
+    use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, SockHash};
+    use aya_ebpf::programs::{SkMsgContext, SockAddrContext, SockOpsContext};
 
-    use super::SockKey;
+    use super::{Adm, Endpoint, Pair, SockKey, VIA_BOTH, VIA_RECEIVER, VIA_SENDER};
+
+    #[map(name = "SERVICE_OF_CGROUP")]
+    static SERVICE_OF_CGROUP: HashMap<u64, u32> = HashMap::with_max_entries(65_536, 0);
+
+    #[map(name = "ENDPOINTS")]
+    static ENDPOINTS: HashMap<Endpoint, u32> = HashMap::with_max_entries(262_144, 0);
+
+    #[map(name = "PAIRS")]
+    static PAIRS: HashMap<Pair, u32> = HashMap::with_max_entries(262_144, 0);
+
+    #[map(name = "ADMS")]
+    static ADMS: HashMap<u32, Adm> = HashMap::with_max_entries(65_536, 0);
+
+    #[map(name = "SETTINGS")]
+    static SETTINGS: Array<u32> = Array::with_max_entries(1, 0);
+
+    /// Original destinations of steered connects, by socket cookie until the connection is
+    /// established, then by the client's (address, port), which is what the ADM sees as its peer.
+    #[map(name = "DST_BY_COOKIE")]
+    static DST_BY_COOKIE: LruHashMap<u64, Endpoint> = LruHashMap::with_max_entries(65_536, 0);
+
+    #[map(name = "ORIGINAL_DST")]
+    static ORIGINAL_DST: LruHashMap<Endpoint, Endpoint> = LruHashMap::with_max_entries(65_536, 0);
 
     #[map(name = "SOCKETS")]
     static SOCKETS: SockHash<SockKey> = SockHash::with_max_entries(65_536, 0);
 
     #[map(name = "COUNTERS")]
-    static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+    static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(5, 0);
 
     const AF_INET: u32 = 2;
 
@@ -74,10 +135,61 @@ mod programs {
             local_port: ctx.local_port(),
             remote_port: host_port(ctx.remote_port()),
         };
+        if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+            // A steered connect: from now on the ADM finds the original destination by its peer.
+            // SAFETY: the helper reads the socket of this context.
+            let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
+            // SAFETY: a plain read of a map value.
+            if let Some(dst) = unsafe { DST_BY_COOKIE.get(&cookie) } {
+                let client = Endpoint { ip: key.local_ip, port: key.local_port };
+                let _ = ORIGINAL_DST.insert(&client, dst, 0);
+                let _ = DST_BY_COOKIE.remove(&cookie);
+            }
+        }
         // SAFETY: the context's pointer is the kernel's bpf_sock_ops for this call.
         let ops = unsafe { &mut *ctx.ops };
         let _ = SOCKETS.update(&mut key, ops, u64::from(BPF_NOEXIST));
         0
+    }
+
+    #[cgroup_sock_addr(connect4)]
+    pub fn adm_connect4(ctx: SockAddrContext) -> i32 {
+        // SAFETY: the context's pointer is the kernel's bpf_sock_addr for this call.
+        let sa = unsafe { &mut *ctx.sock_addr };
+        let dst = Endpoint { ip: sa.user_ip4, port: u32::from(u16::from_be(sa.user_port as u16)) };
+        // SAFETY: plain reads of map values.
+        let Some(&to) = (unsafe { ENDPOINTS.get(&dst) }) else { return 1 };
+        // SAFETY: the helper reads the current task's cgroup.
+        let cgroup = unsafe { bpf_get_current_cgroup_id() };
+        // SAFETY: as above.
+        let Some(&from) = (unsafe { SERVICE_OF_CGROUP.get(&cgroup) }) else { return 1 };
+        // SAFETY: as above.
+        let Some(&route) = (unsafe { PAIRS.get(&Pair { from, to }) }) else {
+            if SETTINGS.get(0).copied().unwrap_or(0) == 1 {
+                count(4);
+                return 0;
+            }
+            return 1;
+        };
+        let target = match route {
+            // SAFETY: as above.
+            VIA_SENDER | VIA_BOTH => unsafe { ADMS.get(&from) }.map(|a| a.egress),
+            // SAFETY: as above.
+            VIA_RECEIVER => unsafe { ADMS.get(&to) }.map(|a| a.ingress),
+            _ => None,
+        };
+        match target {
+            Some(t) if t.port != 0 => {
+                // SAFETY: the helper reads the socket of this context.
+                let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+                let _ = DST_BY_COOKIE.insert(&cookie, &dst, 0);
+                sa.user_ip4 = t.ip;
+                sa.user_port = u32::from((t.port as u16).to_be());
+                count(2);
+            }
+            _ => count(3),
+        }
+        1
     }
 
     #[sk_msg]

@@ -10,9 +10,72 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{MapData, PerCpuArray, SockHash};
-use aya::programs::{CgroupAttachMode, SkMsg, SockOps};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, SockHash};
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, SkMsg, SockOps};
 use aya::Ebpf;
+
+/// The map layouts shared with `ebpf/src/main.rs` (same field order, `repr(C)`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Endpoint {
+    ip: u32,
+    port: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct Pair {
+    from: u32,
+    to: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct Adm {
+    ingress: Endpoint,
+    egress: Endpoint,
+}
+
+// SAFETY: plain `repr(C)` integers without padding: any bit pattern is a valid value.
+#[allow(unsafe_code, reason = "aya reads and writes map entries as plain bytes")]
+unsafe impl aya::Pod for Endpoint {}
+// SAFETY: as above.
+#[allow(unsafe_code, reason = "aya reads and writes map entries as plain bytes")]
+unsafe impl aya::Pod for Pair {}
+// SAFETY: as above.
+#[allow(unsafe_code, reason = "aya reads and writes map entries as plain bytes")]
+unsafe impl aya::Pod for Adm {}
+
+fn endpoint(addr: SocketAddrV4) -> Endpoint {
+    // The address as the kernel holds it (network order), the port in host order.
+    Endpoint { ip: u32::from_ne_bytes(addr.ip().octets()), port: u32::from(addr.port()) }
+}
+
+/// How a pair's traffic flows (`ebpf/maps.json`'s `route`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Direct = 0,
+    ViaSender = 1,
+    ViaReceiver = 2,
+    ViaBoth = 3,
+}
+
+/// What the maps hold: services by id.
+#[derive(Clone, Debug, Default)]
+pub struct Seed {
+    /// A service's endpoint → the service's id.
+    pub endpoints: Vec<(SocketAddrV4, u32)>,
+    /// A cgroup (its id: the inode of its directory) → the id of the service running in it.
+    pub cgroups: Vec<(u64, u32)>,
+    /// (sender id, receiver id) → route, for every declared call between services.
+    pub pairs: Vec<(u32, u32, Route)>,
+    /// A service id → its ADM's ingress and egress listeners.
+    pub adms: Vec<(u32, Option<SocketAddrV4>, Option<SocketAddrV4>)>,
+    /// Refuse connects between services that no declared call joins.
+    pub deny_undeclared: bool,
+}
 
 /// The compiled programs.
 pub const OBJECT: &[u8] = include_bytes!("../../adm.bpf.o");
@@ -80,13 +143,19 @@ impl fmt::Debug for DataPlane {
     }
 }
 
-/// Message counters of the redirect program.
+/// Counters of the programs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Messages moved to the peer socket inside the kernel.
     pub redirected: u64,
     /// Messages that went through the TCP/IP stack (no peer known).
     pub passed: u64,
+    /// Connects rewritten to an ADM.
+    pub steered: u64,
+    /// Connects between services left direct.
+    pub direct: u64,
+    /// Connects refused: no declared call joins the two services.
+    pub refused: u64,
 }
 
 impl DataPlane {
@@ -114,7 +183,59 @@ impl DataPlane {
             .map_err(classify)?;
         redirect.load().map_err(classify)?;
         redirect.attach(&sockets_fd).map_err(classify)?;
+        let connect: &mut CgroupSockAddr = ebpf
+            .program_mut("adm_connect4")
+            .ok_or_else(|| Error::Kernel("the object has no adm_connect4 program".into()))?
+            .try_into()
+            .map_err(classify)?;
+        connect.load().map_err(classify)?;
+        connect.attach(&cgroup_dir, CgroupAttachMode::Single).map_err(classify)?;
         Ok(DataPlane { ebpf, cgroup: cgroup.to_path_buf() })
+    }
+
+    /// Fills the steering maps; entries already there are replaced, so a new plan can be seeded
+    /// without detaching anything.
+    pub fn seed(&mut self, seed: &Seed) -> Result<(), Error> {
+        let map = |ebpf: &mut Ebpf, name: &str| -> Result<aya::maps::Map, Error> {
+            ebpf.take_map(name).ok_or_else(|| Error::Kernel(format!("the object has no {name} map")))
+        };
+        let mut endpoints: HashMap<MapData, Endpoint, u32> =
+            HashMap::try_from(map(&mut self.ebpf, "ENDPOINTS")?).map_err(classify)?;
+        for (addr, id) in &seed.endpoints {
+            endpoints.insert(endpoint(*addr), id, 0).map_err(classify)?;
+        }
+        let mut cgroups: HashMap<MapData, u64, u32> =
+            HashMap::try_from(map(&mut self.ebpf, "SERVICE_OF_CGROUP")?).map_err(classify)?;
+        for (cgroup, id) in &seed.cgroups {
+            cgroups.insert(cgroup, id, 0).map_err(classify)?;
+        }
+        let mut pairs: HashMap<MapData, Pair, u32> =
+            HashMap::try_from(map(&mut self.ebpf, "PAIRS")?).map_err(classify)?;
+        for (from, to, route) in &seed.pairs {
+            pairs.insert(Pair { from: *from, to: *to }, *route as u32, 0).map_err(classify)?;
+        }
+        let mut adms: HashMap<MapData, u32, Adm> = HashMap::try_from(map(&mut self.ebpf, "ADMS")?).map_err(classify)?;
+        for (id, ingress, egress) in &seed.adms {
+            let e = |a: &Option<SocketAddrV4>| a.map(endpoint).unwrap_or_default();
+            adms.insert(id, Adm { ingress: e(ingress), egress: e(egress) }, 0).map_err(classify)?;
+        }
+        let mut settings: Array<MapData, u32> = Array::try_from(map(&mut self.ebpf, "SETTINGS")?).map_err(classify)?;
+        settings.set(0, u32::from(seed.deny_undeclared), 0).map_err(classify)?;
+        Ok(())
+    }
+
+    /// Where a connection steered to an ADM was going, by the client's address (the ADM's peer).
+    pub fn original_destination(&self, client: SocketAddrV4) -> Option<SocketAddrV4> {
+        let map = self.ebpf.map("ORIGINAL_DST")?;
+        let dsts: HashMap<&MapData, Endpoint, Endpoint> = HashMap::try_from(map).ok()?;
+        let dst = dsts.get(&endpoint(client), 0).ok()?;
+        Some(SocketAddrV4::new(Ipv4Addr::from(dst.ip.to_ne_bytes()), dst.port as u16))
+    }
+
+    /// The cgroup id of a cgroup v2 directory: its inode number.
+    pub fn cgroup_id(dir: &Path) -> Result<u64, Error> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir).map(|m| m.ino()).map_err(|e| Error::NoCgroup(format!("{}: {e}", dir.display())))
     }
 
     /// The redirect program's counters, summed over CPUs.
@@ -122,7 +243,7 @@ impl DataPlane {
         let map = self.ebpf.map("COUNTERS").ok_or_else(|| Error::Kernel("no COUNTERS map".into()))?;
         let counters: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).map_err(classify)?;
         let sum = |i: u32| counters.get(&i, 0).map(|v| v.iter().sum::<u64>()).map_err(classify);
-        Ok(Counters { redirected: sum(0)?, passed: sum(1)? })
+        Ok(Counters { redirected: sum(0)?, passed: sum(1)?, steered: sum(2)?, direct: sum(3)?, refused: sum(4)? })
     }
 
     pub fn cgroup(&self) -> &Path {

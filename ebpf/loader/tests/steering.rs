@@ -1,0 +1,119 @@
+//! Connects steered by the plan, in the kernel, checked from the receiving side (as root): a call
+//! with policies at the receiver lands on the receiver's ADM (which can recover the original
+//! destination), a policy-free call goes direct, and a call no declaration allows is refused.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use adm_ebpf_loader::{cgroup2_root, DataPlane, Error, Route, Seed};
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn v4(addr: SocketAddr) -> SocketAddrV4 {
+    match addr {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => panic!("IPv4 only"),
+    }
+}
+
+/// Accepts a pending connection, or `None` when none arrives within a second (a safeguard, not a
+/// measurement).
+fn accept(listener: &TcpListener) -> Option<TcpStream> {
+    listener.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        if let Ok((s, _)) = listener.accept() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+/// The test's cgroups (`<root>/adm-steer-PID/frontend`), with this process in `frontend` while
+/// connecting; everything is moved back and removed when dropped.
+struct Cgroups {
+    top: PathBuf,
+    frontend: PathBuf,
+    home: PathBuf,
+}
+
+impl Cgroups {
+    fn new() -> Cgroups {
+        let root = cgroup2_root().unwrap();
+        let home_rel = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let home =
+            root.join(home_rel.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").trim_start_matches('/'));
+        let top = root.join(format!("adm-steer-{}", std::process::id()));
+        let frontend = top.join("frontend");
+        std::fs::create_dir_all(&frontend).unwrap();
+        Cgroups { top, frontend, home }
+    }
+
+    fn enter_frontend(&self) {
+        std::fs::write(self.frontend.join("cgroup.procs"), std::process::id().to_string()).unwrap();
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.home.join("cgroup.procs"), std::process::id().to_string());
+        let _ = std::fs::remove_dir(&self.frontend);
+        let _ = std::fs::remove_dir(&self.top);
+    }
+}
+
+#[test]
+fn connects_are_steered_by_the_plan() {
+    if !is_root() {
+        let root = cgroup2_root().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
+        assert!(matches!(DataPlane::attach(&root), Err(Error::Unprivileged(_))));
+        return;
+    }
+    let cgroups = Cgroups::new();
+    let search = TcpListener::bind("127.0.0.71:0").unwrap();
+    let search_adm = TcpListener::bind("127.0.0.72:0").unwrap();
+    let details = TcpListener::bind("127.0.0.73:0").unwrap();
+    let secret = TcpListener::bind("127.0.0.74:0").unwrap();
+    let addr = |l: &TcpListener| v4(l.local_addr().unwrap());
+    let mut plane = DataPlane::attach(&cgroups.top).unwrap();
+    // Services: frontend 0, search 1, details 2, secret 3. frontend -> search has policies at
+    // search's ingress; frontend -> details has none; no call joins frontend and secret.
+    plane
+        .seed(&Seed {
+            endpoints: vec![(addr(&search), 1), (addr(&details), 2), (addr(&secret), 3)],
+            cgroups: vec![(DataPlane::cgroup_id(&cgroups.frontend).unwrap(), 0)],
+            pairs: vec![(0, 1, Route::ViaReceiver), (0, 2, Route::Direct)],
+            adms: vec![(1, Some(addr(&search_adm)), None)],
+            deny_undeclared: true,
+        })
+        .unwrap();
+    cgroups.enter_frontend();
+
+    let to_search = TcpStream::connect(addr(&search)).unwrap();
+    let arrived = accept(&search_adm).expect("the connect to search reached search's ADM");
+    assert!(accept(&search).is_none(), "the connect also reached search directly");
+    let client = v4(arrived.peer_addr().unwrap());
+    assert_eq!(client, v4(to_search.local_addr().unwrap()));
+    assert_eq!(plane.original_destination(client), Some(addr(&search)), "the ADM recovers where the client was going");
+
+    let _to_details = TcpStream::connect(addr(&details)).unwrap();
+    assert!(accept(&details).is_some(), "a policy-free call goes direct");
+
+    let refused = TcpStream::connect(addr(&secret));
+    assert!(refused.is_err(), "a connect on an undeclared edge is refused in the kernel");
+    assert!(accept(&secret).is_none());
+
+    let counters = plane.counters().unwrap();
+    assert!(counters.steered >= 1 && counters.direct >= 1 && counters.refused >= 1, "{counters:?}");
+    drop(plane);
+    drop(cgroups);
+}
