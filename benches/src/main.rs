@@ -272,44 +272,32 @@ fn ping_pong(size: usize, n: usize) -> Result<Vec<Duration>, String> {
 
 /// The eBPF redirect against the plain TCP path, side by side in one run.
 fn redirect(n: usize) -> Result<(), String> {
-    let root = adm_ebpf_loader::cgroup2_root().ok_or("no cgroup v2 hierarchy is mounted")?;
-    let home = std::fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
-        .unwrap_or_else(|| "/".to_string());
-    let cgroup = root.join(format!("adm-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&cgroup).map_err(|e| format!("cannot create a cgroup (root needed): {e}"))?;
-    std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string()).map_err(|e| e.to_string())?;
-    let result = (|| -> Result<(), String> {
-        println!(
-            "{:>7} {:>12} {:>12} {:>12} {:>12} {:>9}",
-            "size", "tcp p50 us", "tcp p99 us", "bpf p50 us", "bpf p99 us", "speedup"
-        );
-        for size in [64usize, 1024, 4096, 10 * 1024] {
-            let plain = ping_pong(size, n)?;
-            let plane = adm_ebpf_loader::DataPlane::attach(&cgroup).map_err(|e| e.to_string())?;
-            let fast = ping_pong(size, n)?;
-            let counters = plane.counters().map_err(|e| e.to_string())?;
-            drop(plane);
-            if counters.redirected == 0 {
-                return Err("nothing was redirected".into());
-            }
-            let q = |t: &[Duration], f: f64| t[((t.len() - 1) as f64 * f) as usize].as_secs_f64() * 1e6;
-            println!(
-                "{size:>7} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>8.2}x",
-                q(&plain, 0.5),
-                q(&plain, 0.99),
-                q(&fast, 0.5),
-                q(&fast, 0.99),
-                q(&plain, 0.5) / q(&fast, 0.5)
-            );
+    let cgroup = adm_ebpf_loader::TempCgroup::new("adm-bench").map_err(|e| e.to_string())?;
+    cgroup.enter(cgroup.path()).map_err(|e| e.to_string())?;
+    println!(
+        "{:>7} {:>12} {:>12} {:>12} {:>12} {:>9}",
+        "size", "tcp p50 us", "tcp p99 us", "bpf p50 us", "bpf p99 us", "speedup"
+    );
+    for size in [64usize, 1024, 4096, 10 * 1024] {
+        let plain = ping_pong(size, n)?;
+        let plane = adm_ebpf_loader::DataPlane::attach(cgroup.path()).map_err(|e| e.to_string())?;
+        let fast = ping_pong(size, n)?;
+        let counters = plane.counters().map_err(|e| e.to_string())?;
+        drop(plane);
+        if counters.redirected == 0 {
+            return Err("nothing was redirected".into());
         }
-        Ok(())
-    })();
-    let _ =
-        std::fs::write(root.join(home.trim_start_matches('/')).join("cgroup.procs"), std::process::id().to_string());
-    let _ = std::fs::remove_dir(&cgroup);
-    result
+        let q = |t: &[Duration], f: f64| t[((t.len() - 1) as f64 * f) as usize].as_secs_f64() * 1e6;
+        println!(
+            "{size:>7} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>8.2}x",
+            q(&plain, 0.5),
+            q(&plain, 0.99),
+            q(&fast, 0.5),
+            q(&fast, 0.99),
+            q(&plain, 0.5) / q(&fast, 0.5)
+        );
+    }
+    Ok(())
 }
 
 fn rss_kb() -> u64 {

@@ -131,6 +131,64 @@ pub fn cgroup2_root() -> Option<PathBuf> {
     })
 }
 
+fn cgroup_io(what: &str, dir: &Path, e: std::io::Error) -> Error {
+    let text = format!("cannot {what} {}: {e}", dir.display());
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        Error::Unprivileged(text)
+    } else {
+        Error::NoCgroup(text)
+    }
+}
+
+/// A cgroup made for a test or a benchmark (`<root>/<prefix>-<pid>`, with optional children),
+/// removed when dropped after moving this process back to the cgroup it started in.
+#[derive(Debug)]
+pub struct TempCgroup {
+    path: PathBuf,
+    home: PathBuf,
+    children: Vec<PathBuf>,
+}
+
+impl TempCgroup {
+    /// Creates `<root>/<prefix>-<pid>`; the process stays where it is until [`TempCgroup::enter`].
+    pub fn new(prefix: &str) -> Result<TempCgroup, Error> {
+        let root = cgroup2_root().ok_or_else(|| Error::NoCgroup("no cgroup v2 hierarchy is mounted".into()))?;
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let home = root.join(own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").trim_start_matches('/'));
+        let path = root.join(format!("{prefix}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|e| cgroup_io("create", &path, e))?;
+        Ok(TempCgroup { path, home, children: Vec::new() })
+    }
+
+    /// The cgroup's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates the child cgroup `name`, removed with its parent.
+    pub fn child(&mut self, name: &str) -> Result<PathBuf, Error> {
+        let dir = self.path.join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| cgroup_io("create", &dir, e))?;
+        self.children.push(dir.clone());
+        Ok(dir)
+    }
+
+    /// Moves this process into `dir` (the cgroup itself or one of its children).
+    pub fn enter(&self, dir: &Path) -> Result<(), Error> {
+        std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string()).map_err(|e| cgroup_io("enter", dir, e))
+    }
+}
+
+impl Drop for TempCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.home.join("cgroup.procs"), std::process::id().to_string());
+        for child in self.children.iter().rev() {
+            let _ = std::fs::remove_dir(child);
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
 /// The data plane, attached to one cgroup until dropped.
 pub struct DataPlane {
     ebpf: Ebpf,

@@ -8,45 +8,10 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 
-use adm_ebpf_loader::{cgroup2_root, DataPlane, Error};
+use adm_ebpf_loader::{cgroup2_root, DataPlane, Error, TempCgroup};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
-
-/// This process's cgroup v2 path, relative to the hierarchy's root.
-fn current_cgroup() -> String {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    text.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").to_string()
-}
-
-/// A cgroup for the test, with this process in it; moves the process back and removes the cgroup
-/// when dropped.
-struct TestCgroup {
-    path: PathBuf,
-    home: PathBuf,
-}
-
-impl TestCgroup {
-    fn new() -> TestCgroup {
-        let root = cgroup2_root().expect("a cgroup v2 hierarchy is mounted");
-        let home = root.join(current_cgroup().trim_start_matches('/'));
-        let path = root.join(format!("adm-test-{}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        std::fs::write(path.join("cgroup.procs"), std::process::id().to_string()).unwrap();
-        TestCgroup { path, home }
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.home.join("cgroup.procs"), std::process::id().to_string());
-        let _ = std::fs::remove_dir(&self.path);
-    }
-}
+mod common;
+use common::is_root;
 
 /// Random bytes (xorshift), reproducible.
 fn payload(len: usize) -> Vec<u8> {
@@ -71,8 +36,9 @@ fn ten_megabytes_cross_a_redirected_pair_byte_for_byte() {
             other => panic!("expected Unprivileged without root, got {other:?}"),
         }
     }
-    let cgroup = TestCgroup::new();
-    let plane = DataPlane::attach(&cgroup.path).unwrap();
+    let cgroup = TempCgroup::new("adm-test").unwrap();
+    cgroup.enter(cgroup.path()).unwrap();
+    let plane = DataPlane::attach(cgroup.path()).unwrap();
     let before = plane.counters().unwrap();
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -8,14 +8,10 @@ use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use adm_ebpf_loader::{cgroup2_root, DataPlane, Error, Route, Seed};
+use adm_ebpf_loader::{cgroup2_root, DataPlane, Error, Route, Seed, TempCgroup};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
+mod common;
+use common::is_root;
 
 fn v4(addr: SocketAddr) -> SocketAddrV4 {
     match addr {
@@ -38,39 +34,6 @@ fn accept(listener: &TcpListener) -> Option<TcpStream> {
     None
 }
 
-/// The test's cgroups (`<root>/adm-steer-PID/frontend`), with this process in `frontend` while
-/// connecting; everything is moved back and removed when dropped.
-struct Cgroups {
-    top: PathBuf,
-    frontend: PathBuf,
-    home: PathBuf,
-}
-
-impl Cgroups {
-    fn new() -> Cgroups {
-        let root = cgroup2_root().unwrap();
-        let home_rel = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let home =
-            root.join(home_rel.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").trim_start_matches('/'));
-        let top = root.join(format!("adm-steer-{}", std::process::id()));
-        let frontend = top.join("frontend");
-        std::fs::create_dir_all(&frontend).unwrap();
-        Cgroups { top, frontend, home }
-    }
-
-    fn enter_frontend(&self) {
-        std::fs::write(self.frontend.join("cgroup.procs"), std::process::id().to_string()).unwrap();
-    }
-}
-
-impl Drop for Cgroups {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.home.join("cgroup.procs"), std::process::id().to_string());
-        let _ = std::fs::remove_dir(&self.frontend);
-        let _ = std::fs::remove_dir(&self.top);
-    }
-}
-
 #[test]
 fn connects_are_steered_by_the_plan() {
     if !is_root() {
@@ -78,25 +41,27 @@ fn connects_are_steered_by_the_plan() {
         assert!(matches!(DataPlane::attach(&root), Err(Error::Unprivileged(_))));
         return;
     }
-    let cgroups = Cgroups::new();
+    // `<root>/adm-steer-PID/frontend`, with this process in `frontend` while connecting.
+    let mut cgroups = TempCgroup::new("adm-steer").unwrap();
+    let frontend = cgroups.child("frontend").unwrap();
     let search = TcpListener::bind("127.0.0.71:0").unwrap();
     let search_adm = TcpListener::bind("127.0.0.72:0").unwrap();
     let details = TcpListener::bind("127.0.0.73:0").unwrap();
     let secret = TcpListener::bind("127.0.0.74:0").unwrap();
     let addr = |l: &TcpListener| v4(l.local_addr().unwrap());
-    let mut plane = DataPlane::attach(&cgroups.top).unwrap();
+    let mut plane = DataPlane::attach(cgroups.path()).unwrap();
     // Services: frontend 0, search 1, details 2, secret 3. frontend -> search has policies at
     // search's ingress; frontend -> details has none; no call joins frontend and secret.
     plane
         .seed(&Seed {
             endpoints: vec![(addr(&search), 1), (addr(&details), 2), (addr(&secret), 3)],
-            cgroups: vec![(DataPlane::cgroup_id(&cgroups.frontend).unwrap(), 0)],
+            cgroups: vec![(DataPlane::cgroup_id(&frontend).unwrap(), 0)],
             pairs: vec![(0, 1, Route::ViaReceiver), (0, 2, Route::Direct)],
             adms: vec![(1, Some(addr(&search_adm)), None)],
             deny_undeclared: true,
         })
         .unwrap();
-    cgroups.enter_frontend();
+    cgroups.enter(&frontend).unwrap();
 
     let to_search = TcpStream::connect(addr(&search)).unwrap();
     let arrived = accept(&search_adm).expect("the connect to search reached search's ADM");
