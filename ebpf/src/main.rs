@@ -13,8 +13,15 @@
 //!   recording the original destination; a pair that no declared call allows is refused when
 //!   `SETTINGS[0]` is 1 (`--undeclared=deny`).
 //!
+//! Identity: every connect from a registered cgroup (a service's, or its ADM's, flagged with
+//! `ADM_FLAG`) is remembered by socket cookie; once established, `adm_sockops` files the caller's
+//! cgroup id under the connection's 4-tuple in `PEER_CGROUP` and the original destination of a
+//! steered connect in `ORIGINAL_DST`, both removed when the socket closes. An ADM looks up its
+//! peer there: who called, as the kernel saw it, and where the call was going.
+//!
 //! `COUNTERS`: 0 redirected messages, 1 messages passed without a peer, 2 connects steered to an
-//! ADM, 3 connects left direct, 4 connects refused as undeclared.
+//! ADM, 3 connects left direct, 4 connects refused as undeclared, 5 undeclared connects let
+//! through (`--undeclared=allow`, with the pair counted in `UNDECLARED`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -42,6 +49,10 @@ pub struct Adm {
     pub egress: Endpoint,
 }
 
+/// Set in a `SERVICE_OF_CGROUP` value for the cgroup of a service's ADM: its connects are
+/// identified but never steered nor refused (the ADM forwards to the addresses its plan names).
+pub const ADM_FLAG: u32 = 1 << 31;
+
 /// How a pair's traffic flows, as `ebpf/maps.json` says.
 pub const DIRECT: u32 = 0;
 pub const VIA_SENDER: u32 = 1;
@@ -62,13 +73,14 @@ pub struct SockKey {
 mod programs {
     use aya_ebpf::bindings::{
         sk_action, BPF_F_INGRESS, BPF_NOEXIST, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
+        BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_TCP_CLOSE,
     };
     use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_socket_cookie};
     use aya_ebpf::macros::{cgroup_sock_addr, map, sk_msg, sock_ops};
     use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, SockHash};
     use aya_ebpf::programs::{SkMsgContext, SockAddrContext, SockOpsContext};
 
-    use super::{Adm, Endpoint, Pair, SockKey, VIA_BOTH, VIA_RECEIVER, VIA_SENDER};
+    use super::{Adm, Endpoint, Pair, SockKey, ADM_FLAG, VIA_BOTH, VIA_RECEIVER, VIA_SENDER};
 
     #[map(name = "SERVICE_OF_CGROUP")]
     static SERVICE_OF_CGROUP: HashMap<u64, u32> = HashMap::with_max_entries(65_536, 0);
@@ -86,18 +98,29 @@ mod programs {
     static SETTINGS: Array<u32> = Array::with_max_entries(1, 0);
 
     /// Original destinations of steered connects, by socket cookie until the connection is
-    /// established, then by the client's (address, port), which is what the ADM sees as its peer.
+    /// established, then by its 4-tuple as the client sees it (what the ADM sees, reversed).
     #[map(name = "DST_BY_COOKIE")]
     static DST_BY_COOKIE: LruHashMap<u64, Endpoint> = LruHashMap::with_max_entries(65_536, 0);
 
     #[map(name = "ORIGINAL_DST")]
-    static ORIGINAL_DST: LruHashMap<Endpoint, Endpoint> = LruHashMap::with_max_entries(65_536, 0);
+    static ORIGINAL_DST: LruHashMap<SockKey, Endpoint> = LruHashMap::with_max_entries(65_536, 0);
+
+    /// The cgroup of a registered caller, by socket cookie until established, then by 4-tuple.
+    #[map(name = "CGROUP_BY_COOKIE")]
+    static CGROUP_BY_COOKIE: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65_536, 0);
+
+    #[map(name = "PEER_CGROUP")]
+    static PEER_CGROUP: LruHashMap<SockKey, u64> = LruHashMap::with_max_entries(65_536, 0);
+
+    /// Connects on undeclared pairs let through, per pair (`--undeclared=allow` logs them).
+    #[map(name = "UNDECLARED")]
+    static UNDECLARED: LruHashMap<Pair, u64> = LruHashMap::with_max_entries(4_096, 0);
 
     #[map(name = "SOCKETS")]
     static SOCKETS: SockHash<SockKey> = SockHash::with_max_entries(65_536, 0);
 
     #[map(name = "COUNTERS")]
-    static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(5, 0);
+    static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(6, 0);
 
     const AF_INET: u32 = 2;
 
@@ -123,10 +146,13 @@ mod programs {
     #[sock_ops]
     pub fn adm_sockops(ctx: SockOpsContext) -> u32 {
         let op = ctx.op();
-        if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB {
+        if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
+            && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB
+            && op != BPF_SOCK_OPS_STATE_CB
+        {
             return 0;
         }
-        if ctx.family() != AF_INET || !loopback(ctx.local_ip4()) || !loopback(ctx.remote_ip4()) {
+        if ctx.family() != AF_INET {
             return 0;
         }
         let mut key = SockKey {
@@ -135,16 +161,40 @@ mod programs {
             local_port: ctx.local_port(),
             remote_port: host_port(ctx.remote_port()),
         };
+        if op == BPF_SOCK_OPS_STATE_CB {
+            // The connection is gone: its 4-tuple may come back for another caller.
+            if ctx.arg(1) == BPF_TCP_CLOSE {
+                let _ = PEER_CGROUP.remove(&key);
+                let _ = ORIGINAL_DST.remove(&key);
+            }
+            return 0;
+        }
         if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
-            // A steered connect: from now on the ADM finds the original destination by its peer.
+            // From now on the ADM finds who called and where the call was going by the 4-tuple.
             // SAFETY: the helper reads the socket of this context.
             let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
+            let mut known = false;
             // SAFETY: a plain read of a map value.
             if let Some(dst) = unsafe { DST_BY_COOKIE.get(&cookie) } {
-                let client = Endpoint { ip: key.local_ip, port: key.local_port };
-                let _ = ORIGINAL_DST.insert(&client, dst, 0);
+                known = ORIGINAL_DST.insert(&key, dst, 0).is_ok();
                 let _ = DST_BY_COOKIE.remove(&cookie);
+            } else {
+                let _ = ORIGINAL_DST.remove(&key);
             }
+            // SAFETY: as above.
+            if let Some(cgroup) = unsafe { CGROUP_BY_COOKIE.get(&cookie) } {
+                known |= PEER_CGROUP.insert(&key, cgroup, 0).is_ok();
+                let _ = CGROUP_BY_COOKIE.remove(&cookie);
+            } else {
+                let _ = PEER_CGROUP.remove(&key);
+            }
+            if known {
+                // Ask for state changes, to forget the entries when the socket closes.
+                let _ = ctx.set_cb_flags(BPF_SOCK_OPS_STATE_CB_FLAG as i32);
+            }
+        }
+        if !loopback(key.local_ip) || !loopback(key.remote_ip) {
+            return 0;
         }
         // SAFETY: the context's pointer is the kernel's bpf_sock_ops for this call.
         let ops = unsafe { &mut *ctx.ops };
@@ -162,15 +212,27 @@ mod programs {
         // SAFETY: the helper reads the current task's cgroup.
         let cgroup = unsafe { bpf_get_current_cgroup_id() };
         // SAFETY: as above.
-        let Some(&from) = (unsafe { SERVICE_OF_CGROUP.get(&cgroup) }) else { return 1 };
+        let Some(&registered) = (unsafe { SERVICE_OF_CGROUP.get(&cgroup) }) else { return 1 };
+        // SAFETY: the helper reads the socket of this context.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+        let _ = CGROUP_BY_COOKIE.insert(&cookie, &cgroup, 0);
+        if registered & ADM_FLAG != 0 {
+            return 1;
+        }
+        let pair = Pair { from: registered, to };
         // SAFETY: as above.
-        let Some(&route) = (unsafe { PAIRS.get(&Pair { from, to }) }) else {
+        let Some(&route) = (unsafe { PAIRS.get(&pair) }) else {
             if SETTINGS.get(0).copied().unwrap_or(0) == 1 {
                 count(4);
                 return 0;
             }
+            count(5);
+            // SAFETY: as above.
+            let seen = unsafe { UNDECLARED.get(&pair) }.copied().unwrap_or(0);
+            let _ = UNDECLARED.insert(&pair, &(seen + 1), 0);
             return 1;
         };
+        let from = registered;
         let target = match route {
             // SAFETY: as above.
             VIA_SENDER | VIA_BOTH => unsafe { ADMS.get(&from) }.map(|a| a.egress),
@@ -180,8 +242,6 @@ mod programs {
         };
         match target {
             Some(t) if t.port != 0 => {
-                // SAFETY: the helper reads the socket of this context.
-                let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
                 let _ = DST_BY_COOKIE.insert(&cookie, &dst, 0);
                 sa.user_ip4 = t.ip;
                 sa.user_port = u32::from((t.port as u16).to_be());

@@ -314,18 +314,22 @@ impl Formatter<'_> {
         let count = starts.len();
         if count == 0 {
             // Comments inside an empty pair of brackets.
+            // A comment on the opening bracket's line stays there; the others go one per line.
+            let mut head = Vec::new();
+            self.trailing(end, &mut head);
             let mut comments = Vec::new();
-            self.trailing(end, &mut comments);
             self.leading(end, &mut comments);
-            if comments.is_empty() {
+            if head.is_empty() && comments.is_empty() {
                 return text(format!("{open}{close}"));
             }
-            return Doc::Group(vec![
-                text(open),
-                Doc::Indent(vec![Doc::HardLine].into_iter().chain(trim_hardline(comments)).collect()),
-                Doc::HardLine,
-                text(close),
-            ]);
+            let mut out = vec![text(open)];
+            out.extend(head);
+            if !comments.is_empty() {
+                out.push(Doc::Indent(vec![Doc::HardLine].into_iter().chain(trim_hardline(comments)).collect()));
+            }
+            out.push(Doc::HardLine);
+            out.push(text(close));
+            return Doc::Group(out);
         }
         let first_start = starts[0];
         let mut head = Vec::new();

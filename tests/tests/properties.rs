@@ -149,8 +149,13 @@ fn valid_program() -> impl Strategy<Value = String> {
     })
 }
 
+/// The suite's number of cases, or `PROPTEST_CASES` for a longer hunt (`PROPTEST_CASES=20000`).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(512), .. ProptestConfig::default() })]
 
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
@@ -214,7 +219,7 @@ fn every_truncation_of_every_file_never_panics() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(256), .. ProptestConfig::default() })]
 
     /// Deleting, inserting or replacing a few characters of a real file never makes the front end
     /// panic, and whatever still parses still formats faithfully.

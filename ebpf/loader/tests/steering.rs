@@ -44,6 +44,7 @@ fn connects_are_steered_by_the_plan() {
     // `<root>/adm-steer-PID/frontend`, with this process in `frontend` while connecting.
     let mut cgroups = TempCgroup::new("adm-steer").unwrap();
     let frontend = cgroups.child("frontend").unwrap();
+    let frontend_adm = cgroups.child("frontend.adm").unwrap();
     let search = TcpListener::bind("127.0.0.71:0").unwrap();
     let search_adm = TcpListener::bind("127.0.0.72:0").unwrap();
     let details = TcpListener::bind("127.0.0.73:0").unwrap();
@@ -56,6 +57,7 @@ fn connects_are_steered_by_the_plan() {
         .seed(&Seed {
             endpoints: vec![(addr(&search), 1), (addr(&details), 2), (addr(&secret), 3)],
             cgroups: vec![(DataPlane::cgroup_id(&frontend).unwrap(), 0)],
+            adm_cgroups: vec![(DataPlane::cgroup_id(&frontend_adm).unwrap(), 0)],
             pairs: vec![(0, 1, Route::ViaReceiver), (0, 2, Route::Direct)],
             adms: vec![(1, Some(addr(&search_adm)), None)],
             deny_undeclared: true,
@@ -66,9 +68,17 @@ fn connects_are_steered_by_the_plan() {
     let to_search = TcpStream::connect(addr(&search)).unwrap();
     let arrived = accept(&search_adm).expect("the connect to search reached search's ADM");
     assert!(accept(&search).is_none(), "the connect also reached search directly");
-    let client = v4(arrived.peer_addr().unwrap());
+    let (client, server) = (v4(arrived.peer_addr().unwrap()), v4(arrived.local_addr().unwrap()));
     assert_eq!(client, v4(to_search.local_addr().unwrap()));
-    assert_eq!(plane.original_destination(client), Some(addr(&search)), "the ADM recovers where the client was going");
+    assert_eq!(
+        plane.original_destination(client, server),
+        Some(addr(&search)),
+        "the ADM recovers where the client was going"
+    );
+    let frontend_id = DataPlane::cgroup_id(&frontend).unwrap();
+    assert_eq!(plane.observer().peer_cgroup(client, server), Some(frontend_id), "the ADM knows who called");
+    drop(to_search);
+    drop(arrived);
 
     let _to_details = TcpStream::connect(addr(&details)).unwrap();
     assert!(accept(&details).is_some(), "a policy-free call goes direct");
@@ -79,6 +89,32 @@ fn connects_are_steered_by_the_plan() {
 
     let counters = plane.counters().unwrap();
     assert!(counters.steered >= 1 && counters.direct >= 1 && counters.refused >= 1, "{counters:?}");
+
+    // The ADM's own connects are identified but never steered: it forwards where its plan says.
+    cgroups.enter(&frontend_adm).unwrap();
+    let from_adm = TcpStream::connect(addr(&search)).unwrap();
+    let arrived = accept(&search).expect("the ADM's connect reached search directly");
+    let (client, server) = (v4(arrived.peer_addr().unwrap()), v4(arrived.local_addr().unwrap()));
+    assert_eq!(plane.observer().peer_cgroup(client, server), Some(DataPlane::cgroup_id(&frontend_adm).unwrap()));
+    assert_eq!(plane.original_destination(client, server), None);
+    drop(from_adm);
+
+    // A new plan, seeded live: frontend -> search loses its policies, undeclared pairs only logged.
+    plane
+        .seed(&Seed {
+            endpoints: vec![(addr(&search), 1), (addr(&details), 2), (addr(&secret), 3)],
+            cgroups: vec![(frontend_id, 0)],
+            pairs: vec![(0, 1, Route::Direct), (0, 2, Route::Direct)],
+            ..Seed::default()
+        })
+        .unwrap();
+    cgroups.enter(&frontend).unwrap();
+    let _to_search = TcpStream::connect(addr(&search)).unwrap();
+    assert!(accept(&search).is_some(), "after the new plan, the call goes direct");
+    assert!(accept(&search_adm).is_none(), "the old ADM route was removed");
+    let _to_secret = TcpStream::connect(addr(&secret)).expect("undeclared connects are let through when allowed");
+    assert!(accept(&secret).is_some());
+    assert_eq!(plane.observer().undeclared(), vec![(0, 3, 1)], "the undeclared pair is logged");
     drop(plane);
     drop(cgroups);
 }
