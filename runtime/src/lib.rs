@@ -6,4 +6,5 @@
 //! load (never silently ignored): the runtime cannot know what such a kind does.
 
 pub mod config;
+pub mod kernel;
 pub mod proxy;

@@ -1,19 +1,33 @@
 //! `admd --config adm/<service>.json`: validates the configuration in full, then serves its
 //! listeners and an admin port; SIGHUP reloads, SIGTERM drains and stops.
+//! `admd ebpf attach|exec|status`: the eBPF data plane of a host (see `ebpf.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use adm_artifacts::Direction;
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod ebpf;
 
 #[derive(Parser)]
-#[command(name = "admd", version, about = "The ADM runtime: enforces the policies admc placed on one service")]
+#[command(
+    name = "admd",
+    version,
+    about = "The ADM runtime: enforces the policies admc placed on one service",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Examples:\n  admd --config target/hotel/adm/frontend.json\n  \
+                  admd ebpf attach --maps target/hotel/ebpf/maps.json     (as root, once per host)\n  \
+                  admd --config target/hotel/adm/frontend.json --ebpf\n  \
+                  admd ebpf exec --service frontend -- ./frontend\n\n\
+                  Exit status: 0 stopped cleanly, 2 bad configuration, usage or start-up error."
+)]
 struct Cli {
     /// The ADM's configuration, as `admc build` writes it (adm/<service>.json)
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, value_name = "FILE", required = true)]
+    config: Option<PathBuf>,
     /// Where to serve /metrics, /healthz and /ready
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15020")]
     admin: SocketAddr,
@@ -24,20 +38,58 @@ struct Cli {
     /// default: one per CPU
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Identify callers (and steered destinations) through the eBPF data plane that `admd ebpf
+    /// attach` runs. `auto` (what `--ebpf` alone means) warns once and falls back to addresses
+    /// when it is not there; `require` refuses to start without it
+    #[arg(long, value_name = "MODE", num_args = 0..=1, default_value = "off", default_missing_value = "auto")]
+    ebpf: EbpfMode,
+    /// Where `admd ebpf attach` pinned its maps
+    #[arg(long, value_name = "DIR", default_value = admd::kernel::DEFAULT_PIN)]
+    bpf_pin: PathBuf,
+    /// The mesh's cgroups (`<root>/<service>`); default: `adm` under the cgroup v2 mount
+    #[arg(long, value_name = "DIR")]
+    cgroup_root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EbpfMode {
+    Off,
+    Auto,
+    Require,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The eBPF data plane of this host: steering by the plan, in-kernel redirection, identity
+    #[command(subcommand)]
+    Ebpf(ebpf::Command),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match admd::config::load(&cli.config) {
+    let mut cli = Cli::parse();
+    if let Some(Command::Ebpf(command)) = cli.command.take() {
+        return ebpf::main(command);
+    }
+    let Some(config) = cli.config.clone() else { return ExitCode::from(2) };
+    let runtime = match admd::config::load(&config) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: invalid configuration `{}`: {e}", cli.config.display());
+            eprintln!("error: invalid configuration `{}`: {e}", config.display());
             return ExitCode::from(2);
         }
     };
     if cli.check {
         return ExitCode::SUCCESS;
     }
+    let kernel = match kernel(&cli, &runtime.service) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let builder = match cli.threads {
         Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
         Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n.max(1)).enable_all().build(),
@@ -50,7 +102,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(run(cli, runtime)) {
+    match rt.block_on(run(cli, config, runtime, kernel)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -59,10 +111,51 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli, runtime: admd::config::Runtime) -> Result<(), String> {
+/// The data plane as `--ebpf` asks: this ADM moves into its cgroup (`<root>/<service>.adm`,
+/// where its own connects are identified but never steered) and opens the pinned maps. Under
+/// `auto`, a failure is one warning and addresses identify callers; under `require`, an error.
+fn kernel(cli: &Cli, service: &str) -> Result<Option<admd::kernel::Kernel>, String> {
+    if cli.ebpf == EbpfMode::Off {
+        return Ok(None);
+    }
+    let attempt = || -> Result<admd::kernel::Kernel, String> {
+        let root = cli
+            .cgroup_root
+            .clone()
+            .or_else(admd::kernel::default_cgroup_root)
+            .ok_or("no cgroup v2 hierarchy is mounted")?;
+        let kernel = admd::kernel::Kernel::open(&cli.bpf_pin, &root).map_err(|e| e.to_string())?;
+        let cgroup = adm_ebpf_loader::adm_cgroup(&root, service);
+        std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string()).map_err(|e| {
+            format!(
+                "cannot move into {} ({e}); is `{service}` in the maps `admd ebpf attach` seeded?",
+                cgroup.display()
+            )
+        })?;
+        Ok(kernel)
+    };
+    match attempt() {
+        Ok(k) => {
+            eprintln!("admd: eBPF data plane in use: callers identified by the kernel");
+            Ok(Some(k))
+        }
+        Err(e) if cli.ebpf == EbpfMode::Require => Err(format!("--ebpf=require: {e}")),
+        Err(e) => {
+            eprintln!("admd: warning: eBPF data plane not used, callers identified by address over plain TCP: {e}");
+            Ok(None)
+        }
+    }
+}
+
+async fn run(
+    cli: Cli,
+    config: PathBuf,
+    runtime: admd::config::Runtime,
+    kernel: Option<admd::kernel::Kernel>,
+) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let listeners = [(Direction::Ingress, runtime.ingress), (Direction::Egress, runtime.egress)];
-    let ctx = admd::proxy::Context::new(runtime);
+    let ctx = admd::proxy::Context::with_kernel(runtime, kernel);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for (direction, addr) in listeners {
@@ -78,18 +171,18 @@ async fn run(cli: Cli, runtime: admd::config::Runtime) -> Result<(), String> {
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let mut seen = modified(&cli.config);
+    let mut seen = modified(&config);
     let mut poll = tokio::time::interval(std::time::Duration::from_millis(500));
     eprintln!("admd: ready");
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(&ctx, &cli.config),
+            _ = hangup.recv() => reload(&ctx, &config),
             _ = poll.tick() => {
                 // A changed file reloads too (editors and config managers replace it).
-                let now = modified(&cli.config);
+                let now = modified(&config);
                 if now != seen {
                     seen = now;
-                    reload(&ctx, &cli.config);
+                    reload(&ctx, &config);
                 }
             }
             _ = terminate.recv() => break,
@@ -137,7 +230,13 @@ async fn admin_server(
                         let ctx = ctx.clone();
                         async move {
                             let (status, body) = match req.uri().path() {
-                                "/metrics" => (http::StatusCode::OK, ctx.metrics.render(ctx.current().as_deref())),
+                                "/metrics" => {
+                                    let mut text = ctx.metrics.render(ctx.current().as_deref());
+                                    if let Some(k) = &ctx.kernel {
+                                        text.push_str(&k.render());
+                                    }
+                                    (http::StatusCode::OK, text)
+                                }
                                 "/healthz" | "/ready" => (http::StatusCode::OK, "ok\n".to_string()),
                                 _ => (http::StatusCode::NOT_FOUND, "not found\n".to_string()),
                             };

@@ -29,9 +29,16 @@ pub struct Clients {
 
 impl Clients {
     pub fn new() -> Clients {
+        Clients::from(None)
+    }
+
+    /// Clients whose connections leave from `local`: the ADM's service address, so that the next
+    /// hop (a receiver's ingress ADM) knows the sender by its address as by any of its requests.
+    pub fn from(local: Option<std::net::IpAddr>) -> Clients {
         // Small requests and replies: no Nagle delay on either side of the proxy.
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_local_address(local.filter(|ip| !ip.is_unspecified()));
         Clients {
             http1: Client::builder(TokioExecutor::new()).build(connector.clone()),
             http2: Client::builder(TokioExecutor::new()).http2_only(true).build(connector),
@@ -107,17 +114,26 @@ pub struct Context {
     pub runtime: Shared,
     pub clients: Clients,
     pub metrics: Metrics,
+    /// The eBPF data plane, when `admd --ebpf` found it: callers are identified by the kernel.
+    pub kernel: Option<crate::kernel::Kernel>,
     random: AtomicU64,
 }
 
 impl Context {
     pub fn new(runtime: Runtime) -> Arc<Context> {
+        Context::with_kernel(runtime, None)
+    }
+
+    /// A context whose callers are identified by the eBPF data plane when `kernel` is given.
+    pub fn with_kernel(runtime: Runtime, kernel: Option<crate::kernel::Kernel>) -> Arc<Context> {
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+        let local = runtime.ingress.or(runtime.egress).map(|a| a.ip());
         Arc::new(Context {
             runtime: Arc::new(RwLock::new(Arc::new(runtime))),
-            clients: Clients::new(),
+            clients: Clients::from(local),
             metrics: Metrics::default(),
+            kernel,
             random: AtomicU64::new(seed),
         })
     }
@@ -185,11 +201,39 @@ fn authority_service<B>(req: &Request<B>) -> Option<String> {
     Some(host.split('.').next().unwrap_or(&host).to_string())
 }
 
-/// Handles one request that arrived on a listener of the given direction from `peer`.
+/// Where a connection came from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// What the eBPF data plane knows of it, when it is active.
+    pub kernel: Option<crate::kernel::Caller>,
+}
+
+impl Origin {
+    /// The sending service: the kernel's word when the data plane is active (a process outside
+    /// every service cgroup is `external`, whatever address it binds), else the peer address
+    /// through the endpoint table. Never a header.
+    fn source<'a>(&'a self, rt: &'a Runtime) -> &'a str {
+        match &self.kernel {
+            Some(k) => k.service.as_deref().unwrap_or("external"),
+            None => rt.peers.get(&self.peer.ip()).map_or("external", String::as_str),
+        }
+    }
+
+    /// The service a steered connect was going to, by its original destination.
+    fn destination(&self, rt: &Runtime) -> Option<Result<String, String>> {
+        let dst = self.kernel.as_ref()?.destination?;
+        let service = rt.upstreams.iter().find(|(_, u)| u.endpoints.contains(&SocketAddr::V4(dst))).map(|(s, _)| s);
+        Some(service.cloned().ok_or_else(|| dst.to_string()))
+    }
+}
+
+/// Handles one request that arrived on a listener of the given direction from `origin`.
 pub async fn handle(
     ctx: Arc<Context>,
     direction: Direction,
-    peer: SocketAddr,
+    origin: Arc<Origin>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     ctx.metrics.requests.fetch_add(1, Ordering::Relaxed);
@@ -198,18 +242,42 @@ pub async fn handle(
     };
     let grpc = is_grpc(&req);
     let started = Instant::now();
-    // Who sent it: the peer address through the endpoint table, never a header.
-    let source: &str = rt.peers.get(&peer.ip()).map_or("external", String::as_str);
+    let source: &str = origin.source(&rt);
     let (from, to) = match direction {
         Direction::Ingress => (source.to_string(), rt.service.clone()),
-        Direction::Egress => match authority_service(&req) {
-            Some(s) if rt.upstreams.contains_key(&s) || rt.egress_routes.contains_key(&s) => (rt.service.clone(), s),
-            Some(s) => return Ok(refuse(grpc, StatusCode::NOT_FOUND, 5, format!("unknown destination `{s}`"))),
-            None => {
-                return Ok(refuse(grpc, StatusCode::BAD_REQUEST, 3, "the request names no destination (Host)".into()))
+        // A connect the kernel steered here goes where the caller connected, whatever its Host says.
+        Direction::Egress => match origin.destination(&rt) {
+            Some(Ok(s)) => (rt.service.clone(), s),
+            Some(Err(dst)) => {
+                return Ok(refuse(grpc, StatusCode::NOT_FOUND, 5, format!("no upstream service at `{dst}`")))
             }
+            None => match authority_service(&req) {
+                Some(s) if rt.upstreams.contains_key(&s) || rt.egress_routes.contains_key(&s) => {
+                    (rt.service.clone(), s)
+                }
+                Some(s) => return Ok(refuse(grpc, StatusCode::NOT_FOUND, 5, format!("unknown destination `{s}`"))),
+                None => {
+                    return Ok(refuse(
+                        grpc,
+                        StatusCode::BAD_REQUEST,
+                        3,
+                        "the request names no destination (Host)".into(),
+                    ))
+                }
+            },
         },
     };
+    // With the data plane, an egress listener serves its own service's calls only: another
+    // process cannot borrow the service's egress policies, nor its identity downstream.
+    if direction == Direction::Egress && origin.kernel.is_some() && source != rt.service {
+        ctx.metrics.refused.fetch_add(1, Ordering::Relaxed);
+        return Ok(refuse(
+            grpc,
+            StatusCode::FORBIDDEN,
+            7,
+            format!("the egress ADM of `{}` serves its calls only, not `{source}`'s", rt.service),
+        ));
+    }
     let route = rt.route(direction, &from, &to);
     // The ingress listener serves the calls whose policies run here; anything else reaching it is
     // a call that no declaration routes through this ADM, and is refused rather than let by.
@@ -620,13 +688,19 @@ pub async fn serve_with(
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
+                // Asked once per connection, at once: the kernel forgets a connection when it closes.
+                let kernel = ctx.kernel.as_ref().map(|k| {
+                    let local = stream.local_addr().unwrap_or(peer);
+                    k.caller(peer, local)
+                });
+                let origin = Arc::new(Origin { peer, kernel });
                 // Past the connection limit the connection is closed at once.
                 let Ok(permit) = connections.clone().try_acquire_owned() else { continue };
                 let ctx = ctx.clone();
                 let mut shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let service = hyper::service::service_fn(move |req| handle(ctx.clone(), direction, peer, req));
+                    let service = hyper::service::service_fn(move |req| handle(ctx.clone(), direction, origin.clone(), req));
                     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     builder
                         .http1()

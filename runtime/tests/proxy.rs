@@ -13,7 +13,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 /// An upstream that answers with what it saw; `/slow` takes two seconds, `/fail` answers 500,
-/// `/flaky` answers 503 to every other request, `/whoami` names the upstream.
+/// `/flaky` answers 503 to every other request, `/whoami` names the upstream, `/peer` names the
+/// address the request came from.
 async fn upstream(ip: &str) -> SocketAddr {
     upstream_counting(ip).await.0
 }
@@ -26,7 +27,7 @@ async fn upstream_counting(ip: &str) -> (SocketAddr, Arc<std::sync::atomic::Atom
     let counter = count.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, peer)) = listener.accept().await else { return };
             let counter = counter.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -45,6 +46,7 @@ async fn upstream_counting(ip: &str) -> (SocketAddr, Arc<std::sync::atomic::Atom
                                 return Ok(r);
                             }
                             "/whoami" => return Ok(http::Response::new(Full::new(Bytes::from(addr.to_string())))),
+                            "/peer" => return Ok(http::Response::new(Full::new(Bytes::from(peer.ip().to_string())))),
                             _ => {}
                         }
                         let seen: Vec<String> = req
@@ -442,6 +444,9 @@ async fn egress_routes_by_authority_and_names_unknown_ones() {
     tokio::spawn(admd::proxy::serve(ctx, Direction::Egress, listener, stopped));
     let (status, _, body) = send("127.0.0.3", addr, "/x", &[]).await;
     assert_eq!((status, body.as_str()), (200, "path=/x headers=x-from=frontend"));
+    // Requests leave from the service's own address: the next hop knows the sender by it.
+    let (status, _, body) = send("127.0.0.3", addr, "/peer", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "127.0.0.37"));
     let answer = raw("127.0.0.3", addr, b"GET / HTTP/1.1\r\nhost: payments:8080\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     assert!(answer.contains("unknown destination `payments`"), "{answer}");
