@@ -247,6 +247,49 @@ fn the_kernel_steers_identifies_and_refuses_by_the_plan() {
     assert!(attach.0.wait().unwrap().success());
     assert!(!Path::new(&pin).exists(), "the pins are removed on exit");
     drop(cgroups);
+    assert!(!root.exists(), "no cgroup is left behind");
+}
+
+/// Without privileges (setpriv, as nobody), `admd ebpf attach` fails with one error naming the
+/// reason and exit status 2, and `admd --ebpf` falls back with one warning.
+#[test]
+fn unprivileged_attach_names_the_reason() {
+    if !is_root() {
+        eprintln!("skipped: needs root to drop privileges with setpriv");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("admd-unprivileged");
+    std::fs::create_dir_all(&dir).unwrap();
+    let maps = dir.join("maps.json");
+    let any: SocketAddr = "127.0.2.20:1".parse().unwrap();
+    write_maps(&maps, any, any, any, false);
+    let mut perms = std::fs::metadata(&dir).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&dir, perms).unwrap();
+    // A cgroup root the unprivileged user may create service cgroups in, so that what fails is BPF.
+    let cgroups = adm_ebpf_loader::TempCgroup::new("adm-unpriv").unwrap();
+    let root = cgroups.path().to_path_buf();
+    std::process::Command::new("chown").arg("65534:65534").arg(&root).status().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", ADMD])
+        .args(["ebpf", "attach", "--maps"])
+        .arg(&maps)
+        .arg("--cgroup-root")
+        .arg(&root)
+        .args(["--pin", "/sys/fs/bpf/adm-unpriv-test"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no privileges for eBPF"), "{err}");
+    assert!(!Path::new("/sys/fs/bpf/adm-unpriv-test").exists(), "nothing half attached");
+    for entry in std::fs::read_dir(&root).unwrap().filter_map(Result::ok) {
+        if entry.path().is_dir() {
+            std::fs::remove_dir(entry.path()).unwrap();
+        }
+    }
+    drop(cgroups);
 }
 
 #[test]
