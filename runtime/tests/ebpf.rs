@@ -160,7 +160,9 @@ fn the_kernel_steers_identifies_and_refuses_by_the_plan() {
         cgroups.child(name).unwrap();
     }
     let root = cgroups.path().to_path_buf();
-    let pin = format!("/sys/fs/bpf/adm-e2e-{}", std::process::id());
+    // Pins on a bpffs of the test's own (attach mounts it), so /sys/fs/bpf is left alone.
+    let bpffs = dir.join(format!("bpf-{}", std::process::id()));
+    let pin = bpffs.join("adm").to_string_lossy().into_owned();
 
     let search = server("127.0.2.2", "search");
     let secret = server("127.0.2.3", "secret");
@@ -246,6 +248,8 @@ fn the_kernel_steers_identifies_and_refuses_by_the_plan() {
     expect(&attach_log, "detached");
     assert!(attach.0.wait().unwrap().success());
     assert!(!Path::new(&pin).exists(), "the pins are removed on exit");
+    Command::new("umount").arg(&bpffs).status().unwrap();
+    let _ = std::fs::remove_dir(&bpffs);
     drop(cgroups);
     assert!(!root.exists(), "no cgroup is left behind");
 }
@@ -276,14 +280,15 @@ fn unprivileged_attach_names_the_reason() {
         .arg(&maps)
         .arg("--cgroup-root")
         .arg(&root)
-        .args(["--pin", "/sys/fs/bpf/adm-unpriv-test"])
+        .arg("--pin")
+        .arg(dir.join("bpf/adm"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("no privileges for eBPF"), "{err}");
-    assert!(!Path::new("/sys/fs/bpf/adm-unpriv-test").exists(), "nothing half attached");
+    assert!(!dir.join("bpf/adm").exists(), "nothing half attached");
     for entry in std::fs::read_dir(&root).unwrap().filter_map(Result::ok) {
         if entry.path().is_dir() {
             std::fs::remove_dir(entry.path()).unwrap();
