@@ -236,6 +236,9 @@ pub async fn handle(
     origin: Arc<Origin>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    if crate::h2c::wants_upgrade(&req) {
+        return Ok(upgrade(ctx, direction, origin, req).await);
+    }
     ctx.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let Some(rt) = ctx.current() else {
         return Ok(refuse(false, StatusCode::SERVICE_UNAVAILABLE, 14, "no configuration".into()));
@@ -507,7 +510,10 @@ pub async fn handle(
                 continue;
             }
             return match response {
-                Some(resp) => Ok(resp.map(|b| b.boxed())),
+                Some(mut resp) => {
+                    crate::h2c::strip_hop_by_hop(resp.headers_mut());
+                    Ok(resp.map(|b| b.boxed()))
+                }
                 None => {
                     let why = match status {
                         StatusCode::GATEWAY_TIMEOUT => "did not answer in time",
@@ -547,6 +553,49 @@ pub async fn handle(
         }
     }
     Ok(response)
+}
+
+/// Answers an `Upgrade: h2c` request with 101 and serves the connection as HTTP/2 from then on,
+/// the request itself as its stream 1 (see `h2c.rs`).
+/// Boxed, and `Send` by its signature: the HTTP/2 connection it starts calls `handle` again.
+fn upgrade(
+    ctx: Arc<Context>,
+    direction: Direction,
+    origin: Arc<Origin>,
+    mut req: Request<Incoming>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>> {
+    Box::pin(async move {
+        let pending = hyper::upgrade::on(&mut req);
+        let (parts, body) = req.into_parts();
+        let body = match http_body_util::Limited::new(body, crate::h2c::MAX_BODY as usize).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return refuse(false, StatusCode::BAD_REQUEST, 3, "the upgrade request's body is incomplete".into())
+            }
+        };
+        let first = crate::h2c::stream_one(&parts, &body);
+        tokio::spawn(async move {
+            let Ok(upgraded) = pending.await else { return };
+            let mut io = TokioIo::new(upgraded);
+            let start = crate::h2c::client_start(&mut io, first);
+            let Ok(Ok(prefix)) = tokio::time::timeout(limits::HEADER_READ_TIMEOUT, start).await else { return };
+            let io = TokioIo::new(crate::h2c::Prefixed::new(prefix, io));
+            type Handled =
+                std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+            let service = hyper::service::service_fn(move |req| -> Handled {
+                Box::pin(handle(ctx.clone(), direction, origin.clone(), req))
+            });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(io, service)
+                .await;
+        });
+        let mut r = Response::new(full(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+        r.headers_mut().insert(http::header::UPGRADE, http::HeaderValue::from_static("h2c"));
+        r
+    })
 }
 
 /// The most a retry or a mirror buffers of a request body.
@@ -649,6 +698,7 @@ fn build(
         .body(body)
         .ok()?;
     *request.headers_mut() = parts.headers.clone();
+    crate::h2c::strip_hop_by_hop(request.headers_mut());
     Some(request)
 }
 
@@ -707,7 +757,7 @@ pub async fn serve_with(
                         .timer(hyper_util::rt::TokioTimer::new())
                         .header_read_timeout(header_read_timeout)
                         .max_buf_size(limits::MAX_HEAD_BYTES);
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     tokio::pin!(conn);
                     tokio::select! {
                         _ = conn.as_mut() => {}

@@ -515,3 +515,65 @@ fn admc_sources(dir: &std::path::Path) -> Vec<(String, String)> {
     }
     files
 }
+
+/// Reads one HTTP/2 frame: (type, flags, stream, payload).
+async fn frame(stream: &mut tokio::net::TcpStream) -> (u8, u8, u32, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 9];
+    stream.read_exact(&mut head).await.unwrap();
+    let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+    let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    (head[3], head[4], id, payload)
+}
+
+/// `Upgrade: h2c` (RFC 7540 §3.2): 101, then HTTP/2, with the upgrade request's answer (and its
+/// body, through the policy chain) on stream 1; hop-by-hop headers never reach the upstream.
+#[tokio::test]
+async fn h2c_upgrade_answers_the_request_on_stream_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream("127.0.0.41").await;
+    let (p, _) = proxy(up, chains(vec![step("tag", "set_header", json!({ "name": "x-tag", "value": "t" }))])).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let mut stream = socket.connect(p).await.unwrap();
+    stream
+        .write_all(
+            b"POST /up HTTP/1.1\r\nhost: svc\r\nconnection: Upgrade, HTTP2-Settings, x-hop\r\nupgrade: h2c\r\n\
+              http2-settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nx-hop: 1\r\ncontent-length: 4\r\n\r\nbody",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        stream.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101") && head.contains("upgrade: h2c"), "{head}");
+    // The client's connection preface and an empty SETTINGS frame.
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+    let mut body = Vec::new();
+    let mut headers_on_one = false;
+    loop {
+        let (kind, flags, id, payload) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), frame(&mut stream)).await.unwrap();
+        match kind {
+            0x4 if flags & 0x1 == 0 => stream.write_all(b"\0\0\0\x04\x01\0\0\0\0").await.unwrap(),
+            0x1 if id == 1 => headers_on_one = true,
+            0x0 if id == 1 => {
+                body.extend_from_slice(&payload);
+                if flags & 0x1 != 0 {
+                    break;
+                }
+            }
+            0x7 => panic!("GOAWAY: {payload:?}"),
+            _ => {}
+        }
+    }
+    assert!(headers_on_one);
+    // The upstream echoes the path and the x- headers it received: the chain ran, x-hop did not pass.
+    assert_eq!(String::from_utf8_lossy(&body), "path=/up headers=x-tag=t");
+}
