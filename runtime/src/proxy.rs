@@ -116,6 +116,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// The eBPF data plane, when `admd --ebpf` found it: callers are identified by the kernel.
     pub kernel: Option<crate::kernel::Kernel>,
+    /// The address upstream connections leave from (the ADM's service address).
+    local: Option<std::net::IpAddr>,
     random: AtomicU64,
 }
 
@@ -134,6 +136,7 @@ impl Context {
             clients: Clients::from(local),
             metrics: Metrics::default(),
             kernel,
+            local: local.filter(|ip| !ip.is_unspecified()),
             random: AtomicU64::new(seed),
         })
     }
@@ -202,15 +205,31 @@ fn authority_service<B>(req: &Request<B>) -> Option<String> {
 }
 
 /// Where a connection came from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Origin {
     /// The peer's address.
     pub peer: SocketAddr,
     /// What the eBPF data plane knows of it, when it is active.
     pub kernel: Option<crate::kernel::Caller>,
+    /// HTTP/1.1 upstream connections of this client connection's own, by upstream address (at
+    /// most `AFFINE_MAX`): its requests come one at a time, so they need no shared pool.
+    affinity: tokio::sync::Mutex<Vec<Affine>>,
+    /// Requests seen on the connection: a connection's first request goes through the shared
+    /// pool (a client that sends one request per connection must not cost an upstream connect).
+    requests: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Affine {
+    addr: SocketAddr,
+    sender: hyper::client::conn::http1::SendRequest<Body>,
 }
 
 impl Origin {
+    pub fn new(peer: SocketAddr, kernel: Option<crate::kernel::Caller>) -> Origin {
+        Origin { peer, kernel, affinity: tokio::sync::Mutex::new(Vec::new()), requests: AtomicU64::new(0) }
+    }
+
     /// The sending service: the kernel's word when the data plane is active (a process outside
     /// every service cgroup is `external`, whatever address it binds), else the peer address
     /// through the endpoint table. Never a header.
@@ -227,6 +246,91 @@ impl Origin {
         let service = rt.upstreams.iter().find(|(_, u)| u.endpoints.contains(&SocketAddr::V4(dst))).map(|(s, _)| s);
         Some(service.cloned().ok_or_else(|| dst.to_string()))
     }
+}
+
+/// Upstream connections a client connection keeps for itself (one per upstream replica it used).
+const AFFINE_MAX: usize = 4;
+
+/// What became of a request given to the client connection's own upstream connection.
+enum Affined {
+    /// The upstream answered.
+    Answered(Response<Incoming>),
+    /// The request was sent and the exchange failed.
+    Failed,
+    /// No connection to the upstream could be opened.
+    Refused,
+    /// The connection is in use (an HTTP/2 client's concurrent streams): the shared pool serves.
+    Busy(Request<Body>),
+}
+
+/// Opens the client connection's own connection to `addr`, from the ADM's address.
+async fn open_affine(ctx: &Context, addr: SocketAddr) -> Option<Affine> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.ok()?;
+    if let Some(local) = ctx.local {
+        socket.bind(SocketAddr::new(local, 0)).ok()?;
+    }
+    let stream = socket.connect(addr).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    tokio::spawn(conn);
+    Some(Affine { addr, sender })
+}
+
+/// Sends an HTTP/1.1 request to `addr` on the client connection's own upstream connection,
+/// opened on first use and again when the upstream closed it: an HTTP/1.1 client's requests come
+/// one at a time, so they need no shared pool. A request the old connection could not take (it
+/// closed meanwhile) goes once more on a fresh one.
+async fn send_affine(ctx: &Context, origin: &Origin, addr: SocketAddr, mut request: Request<Body>) -> Affined {
+    let first = origin.requests.fetch_add(1, Ordering::Relaxed) == 0;
+    let Ok(mut slots) = origin.affinity.try_lock() else { return Affined::Busy(request) };
+    let found = slots.iter().position(|a| a.addr == addr && !a.sender.is_closed());
+    if found.is_none() && first {
+        return Affined::Busy(request);
+    }
+    // The connection is the upstream's own: the request line carries the path alone.
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(uri) = path.parse() {
+        *request.uri_mut() = uri;
+    }
+    if !request.headers().contains_key(http::header::HOST) {
+        if let Ok(host) = addr.to_string().parse() {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    slots.retain(|a| !a.sender.is_closed());
+    let mut index = slots.iter().position(|a| a.addr == addr);
+    for fresh in [false, true] {
+        let i = match index {
+            Some(i) if !fresh => i,
+            _ => {
+                if let Some(i) = index.take() {
+                    slots.swap_remove(i);
+                }
+                let Some(a) = open_affine(ctx, addr).await else { return Affined::Refused };
+                if slots.len() >= AFFINE_MAX {
+                    slots.remove(0);
+                }
+                slots.push(a);
+                slots.len() - 1
+            }
+        };
+        index = Some(i);
+        let sender = &mut slots[i].sender;
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        match sender.try_send_request(request).await {
+            Ok(response) => return Affined::Answered(response),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if !fresh => request = unsent,
+                _ => {
+                    slots.swap_remove(i);
+                    return Affined::Failed;
+                }
+            },
+        }
+    }
+    Affined::Failed
 }
 
 /// Handles one request that arrived on a listener of the given direction from `origin`.
@@ -486,7 +590,20 @@ pub async fn handle(
             if let Some(s) = slot {
                 s.fetch_add(1, Ordering::Relaxed);
             }
-            let call = client.request(request);
+            // Ok(response), or Err(whether the connection was refused).
+            let call = async {
+                let request = if protocol == Protocol::Http {
+                    match send_affine(&ctx, &origin, addr, request).await {
+                        Affined::Answered(r) => return Ok(r),
+                        Affined::Failed => return Err(false),
+                        Affined::Refused => return Err(true),
+                        Affined::Busy(request) => request,
+                    }
+                } else {
+                    request
+                };
+                client.request(request).await.map_err(|e| e.is_connect())
+            };
             let outcome = match &plan.retry {
                 Some(r) => tokio::time::timeout(r.per_try, call).await.map_err(|_| ()),
                 None => Ok(call.await),
@@ -496,8 +613,8 @@ pub async fn handle(
             }
             let (status, response) = match outcome {
                 Ok(Ok(resp)) => (resp.status(), Some(resp)),
-                Ok(Err(e)) => {
-                    (if e.is_connect() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY }, None)
+                Ok(Err(refused)) => {
+                    (if refused { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY }, None)
                 }
                 Err(()) => (StatusCode::GATEWAY_TIMEOUT, None),
             };
@@ -743,7 +860,7 @@ pub async fn serve_with(
                     let local = stream.local_addr().unwrap_or(peer);
                     k.caller(peer, local)
                 });
-                let origin = Arc::new(Origin { peer, kernel });
+                let origin = Arc::new(Origin::new(peer, kernel));
                 // Past the connection limit the connection is closed at once.
                 let Ok(permit) = connections.clone().try_acquire_owned() else { continue };
                 let ctx = ctx.clone();

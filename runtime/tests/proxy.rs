@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 /// An upstream that answers with what it saw; `/slow` takes two seconds, `/fail` answers 500,
 /// `/flaky` answers 503 to every other request, `/whoami` names the upstream, `/peer` names the
-/// address the request came from.
+/// address the request came from, `/close` names the upstream and closes the connection.
 async fn upstream(ip: &str) -> SocketAddr {
     upstream_counting(ip).await.0
 }
@@ -47,6 +47,11 @@ async fn upstream_counting(ip: &str) -> (SocketAddr, Arc<std::sync::atomic::Atom
                             }
                             "/whoami" => return Ok(http::Response::new(Full::new(Bytes::from(addr.to_string())))),
                             "/peer" => return Ok(http::Response::new(Full::new(Bytes::from(peer.ip().to_string())))),
+                            "/close" => {
+                                let mut r = http::Response::new(Full::new(Bytes::from(addr.to_string())));
+                                r.headers_mut().insert("connection", http::HeaderValue::from_static("close"));
+                                return Ok(r);
+                            }
                             _ => {}
                         }
                         let seen: Vec<String> = req
@@ -576,4 +581,31 @@ async fn h2c_upgrade_answers_the_request_on_stream_one() {
     assert!(headers_on_one);
     // The upstream echoes the path and the x- headers it received: the chain ran, x-hop did not pass.
     assert_eq!(String::from_utf8_lossy(&body), "path=/up headers=x-tag=t");
+}
+
+/// A keep-alive client's requests travel on upstream connections of its own, still spread over
+/// the replicas by the balancer, and an upstream that closes its connection costs no request.
+#[tokio::test]
+async fn keep_alive_clients_keep_their_upstream_connections_correct() {
+    let (a, _) = upstream_counting("127.0.0.45").await;
+    let (b, _) = upstream_counting("127.0.0.46").await;
+    let lb = chains(vec![step("lb", "load_balance", json!({ "algorithm": "round_robin" }))]);
+    let (p, _) = proxy_to(&[a, b], &[], lb).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(p).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let mut seen = Vec::new();
+    for path in ["/whoami", "/whoami", "/whoami", "/whoami", "/close", "/close", "/whoami", "/whoami"] {
+        sender.ready().await.unwrap();
+        let req = http::Request::builder().uri(path).header("host", "svc").body(Empty::<Bytes>::new()).unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        seen.push(String::from_utf8_lossy(&body).into_owned());
+    }
+    let (on_a, on_b) =
+        (seen.iter().filter(|s| **s == a.to_string()).count(), seen.iter().filter(|s| **s == b.to_string()).count());
+    assert_eq!((on_a, on_b), (4, 4), "{seen:?}");
 }
