@@ -10,7 +10,10 @@
 # Latency: wrk with one connection, every process pinned to CPU 0 (waking a thread on the other
 # CPU costs 50-80 us here, which would drown the difference). Throughput: the proxy alone on CPU 1
 # (one core), wrk and the upstream on CPU 0, 64 connections. CPU seconds per 100k requests come
-# from /proc (utime + stime of the proxy's processes); RSS from VmRSS.
+# from /proc (utime + stime of the proxy's processes); RSS from VmRSS. As root (unless NO_EBPF=1)
+# the latency runs again with every process in one mesh cgroup under `admd ebpf attach`, so each
+# loopback hop is redirected by the eBPF data plane: admd as the mesh deploys it, against nginx
+# both as a sidecar mesh runs it (plain TCP) and with the same redirect.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 for tool in nginx wrk taskset; do
@@ -19,9 +22,19 @@ done
 DURATION=${DURATION:-10}
 cargo build --release -q -p admd
 work=$(mktemp -d)
+# Killed processes leave their cgroup once reaped: try for a few seconds.
+remove_cgroup() {
+  for _ in $(seq 50); do
+    rmdir "$cgroot"/* 2>/dev/null; rmdir "$cgroot" 2>/dev/null && return 0; sleep 0.1
+  done
+  echo "warning: could not remove $cgroot" >&2
+}
 cleanup() {
   for pidfile in "$work"/*.pid; do [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true; done
   [ -n "${ADMD:-}" ] && kill "$ADMD" 2>/dev/null || true
+  [ -n "${ATTACH:-}" ] && kill "$ATTACH" 2>/dev/null && sleep 0.5 || true
+  [ -n "${cgroot:-}" ] && remove_cgroup
+  mountpoint -q "$work/bpf" && umount "$work/bpf" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -75,6 +88,7 @@ start_proxies() { # cpu
   ADMD=$!
   taskset -c "$1" nginx -c "$work/proxy.conf"
   for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.60:15006/ 2>/dev/null && break; sleep 0.1; done
+  kill -0 "$ADMD" 2>/dev/null || { echo "error: admd did not start:" >&2; cat "$work/admd.log" >&2; exit 2; }
 }
 stop_proxies() {
   kill "$ADMD"; wait "$ADMD" 2>/dev/null || true; ADMD=
@@ -101,6 +115,49 @@ n50=$(percentile "$work/lat-nginx.txt" 50%); n99=$(percentile "$work/lat-nginx.t
 awk -v d50="$d50" -v d99="$d99" -v a50="$a50" -v a99="$a99" -v n50="$n50" -v n99="$n99" 'BEGIN {
   printf "added p50: admd %.1f us, nginx %.1f us (ratio %.2f); added p99: admd %.1f us, nginx %.1f us (ratio %.2f)\n",
     a50 - d50, n50 - d50, (a50 - d50) / (n50 - d50), a99 - d99, n99 - d99, (a99 - d99) / (n99 - d99) }'
+
+if [ "$(id -u)" = 0 ] && [ -z "${NO_EBPF:-}" ]; then
+  # The same latency runs with the eBPF data plane: every process starts in one mesh cgroup, so
+  # each loopback hop (client -> proxy -> upstream and back) is redirected socket to socket.
+  echo "== latency with the eBPF data plane (sk_msg redirect of every hop), all on CPU 0, ${DURATION}s each"
+  cat > "$work/maps.json" <<JSON
+{ "schema_version": 1, "services": [{ "id": 0, "name": "bench", "port": 1, "endpoints": [], "adm": null }], "pairs": [] }
+JSON
+  cgroot="$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)/adm-proxy-bench-$$"
+  target/release/admd ebpf attach --maps "$work/maps.json" --cgroup-root "$cgroot" --pin "$work/bpf/adm" 2>"$work/attach.log" &
+  ATTACH=$!
+  for _ in $(seq 50); do grep -q attached "$work/attach.log" 2>/dev/null && break; sleep 0.1; done
+  in_mesh() { target/release/admd ebpf exec --service bench --cgroup-root "$cgroot" -- "$@"; }
+  kill "$(cat "$work/upstream.pid")"; sleep 0.5
+  in_mesh taskset -c 0 nginx -c "$work/upstream.conf"
+  target/release/admd ebpf exec --service bench --cgroup-root "$cgroot" -- \
+    taskset -c 0 target/release/admd --threads 1 --config "$work/admd.json" --admin 127.0.0.60:15020 2>"$work/admd-bpf.log" &
+  ADMD=$!
+  in_mesh taskset -c 0 nginx -c "$work/proxy.conf"
+  for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.60:15006/ 2>/dev/null && break; sleep 0.1; done
+  for name in direct admd nginx; do
+    in_mesh taskset -c 0 wrk -t1 -c1 -d"${DURATION}s" --latency "${URL[$name]}" > "$work/bpf-$name.txt"
+  done
+  stop_proxies
+  target/release/admd ebpf status --pin "$work/bpf/adm" | head -2
+  printf '%-8s %10s %10s\n' path "p50 (us)" "p99 (us)"
+  for name in direct admd nginx; do
+    printf '%-8s %10s %10s\n' "$name" "$(percentile "$work/bpf-$name.txt" 50%)" "$(percentile "$work/bpf-$name.txt" 99%)"
+  done
+  b50=$(percentile "$work/bpf-direct.txt" 50%); ba50=$(percentile "$work/bpf-admd.txt" 50%); bn50=$(percentile "$work/bpf-nginx.txt" 50%)
+  b99=$(percentile "$work/bpf-direct.txt" 99%); ba99=$(percentile "$work/bpf-admd.txt" 99%)
+  awk -v d50="$d50" -v d99="$d99" -v n50="$n50" -v n99="$n99" -v b50="$b50" -v a50="$ba50" -v bn50="$bn50" -v a99="$ba99" -v b99="$b99" 'BEGIN {
+    printf "admd with the data plane vs nginx without it (a sidecar mesh), added over the plain direct path:\n"
+    printf "  p50: admd %.1f us, nginx %.1f us (ratio %.2f); p99: admd %.1f us, nginx %.1f us (ratio %.2f)\n",
+      a50 - d50, n50 - d50, (a50 - d50) / (n50 - d50), a99 - d99, n99 - d99, (a99 - d99) / (n99 - d99)
+    printf "  with the data plane for both: admd %.1f us, nginx %.1f us added at p50 (ratio %.2f)\n",
+      a50 - b50, bn50 - b50, (a50 - b50) / (bn50 - b50) }'
+  kill "$ATTACH"; wait "$ATTACH" 2>/dev/null || true; ATTACH=
+  # The upstream ran in the mesh cgroup: restart it outside for the throughput runs.
+  kill "$(cat "$work/upstream.pid")" 2>/dev/null || true; sleep 0.5
+  remove_cgroup; cgroot=
+  taskset -c 0 nginx -c "$work/upstream.conf"
+fi
 
 echo "== throughput: the proxy alone on CPU 1, wrk and the upstream on CPU 0, 64 connections, ${DURATION}s each"
 start_proxies 1
