@@ -3,6 +3,7 @@
 #
 #   bash benches/proxy/run.sh            (needs: nginx and wrk from Debian, taskset; a 2-core machine)
 #
+# Fixed rates: `adm-bench load` (open loop, so queueing shows; RATES="2000 10000 20000").
 # Three paths to the same upstream (an nginx answering 200 from memory):
 #   direct   client -> upstream
 #   admd     client -> admd (a 3-policy chain: allow, rate_limit, set_header) -> upstream
@@ -20,12 +21,12 @@ for tool in nginx wrk taskset; do
   command -v "$tool" >/dev/null || { echo "error: $tool is missing (apt-get install nginx wrk util-linux)" >&2; exit 2; }
 done
 DURATION=${DURATION:-10}
-cargo build --release -q -p admd
+cargo build --release -q -p admd -p adm-bench
 work=$(mktemp -d)
 # Killed processes leave their cgroup once reaped: try for a few seconds.
 remove_cgroup() {
   for _ in $(seq 50); do
-    rmdir "$cgroot"/* 2>/dev/null; rmdir "$cgroot" 2>/dev/null && return 0; sleep 0.1
+    rmdir "$cgroot"/* 2>/dev/null || true; rmdir "$cgroot" 2>/dev/null && return 0; sleep 0.1
   done
   echo "warning: could not remove $cgroot" >&2
 }
@@ -115,6 +116,18 @@ n50=$(percentile "$work/lat-nginx.txt" 50%); n99=$(percentile "$work/lat-nginx.t
 awk -v d50="$d50" -v d99="$d99" -v a50="$a50" -v a99="$a99" -v n50="$n50" -v n99="$n99" 'BEGIN {
   printf "added p50: admd %.1f us, nginx %.1f us (ratio %.2f); added p99: admd %.1f us, nginx %.1f us (ratio %.2f)\n",
     a50 - d50, n50 - d50, (a50 - d50) / (n50 - d50), a99 - d99, n99 - d99, (a99 - d99) / (n99 - d99) }'
+
+echo "== fixed request rates (open loop, latency from each request's scheduled start): servers on CPU 0, 8 client connections on CPU 1, ${DURATION}s each"
+start_proxies 0
+for rate in ${RATES:-2000 10000 20000}; do
+  for name in direct admd nginx; do
+    printf '%-8s ' "$name"
+    hostport=${URL[$name]#http://}
+    taskset -c 1 target/release/adm-bench load "${hostport%/}" --rate "$rate" --duration "$DURATION" 2>&1 | tr -d '\n'
+    echo
+  done
+done
+stop_proxies
 
 if [ "$(id -u)" = 0 ] && [ -z "${NO_EBPF:-}" ]; then
   # The same latency runs with the eBPF data plane: every process starts in one mesh cgroup, so

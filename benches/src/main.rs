@@ -67,6 +67,21 @@ enum Cmd {
         #[arg(long, default_value_t = 21)]
         runs: usize,
     },
+    /// Open-loop HTTP/1.1 load at a fixed request rate: latency from each request's scheduled
+    /// start, so a slow server cannot hide its queueing (no coordinated omission)
+    Load {
+        /// `host:port` of the server (requests are `GET /`)
+        addr: std::net::SocketAddr,
+        /// Requests per second, spread evenly over the connections
+        #[arg(long, default_value_t = 5_000)]
+        rate: u64,
+        /// Seconds of load (after a one-second warm-up)
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
+        /// Keep-alive connections, one thread each
+        #[arg(long, default_value_t = 8)]
+        connections: u64,
+    },
     /// Echo ping-pong over loopback with and without the eBPF redirect (root; pin with taskset)
     Redirect {
         /// Round trips per message size
@@ -102,6 +117,15 @@ fn main() -> ExitCode {
         Cmd::Gen { services, calls_per_service, policies_per_service, seed } => {
             print!("{}", generate(MeshShape { services, calls_per_service, policies_per_service, seed }));
             ExitCode::SUCCESS
+        }
+        Cmd::Load { addr, rate, duration, connections } => {
+            match load(addr, rate.max(1), duration.max(1), connections.max(1)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Cmd::Redirect { round_trips } => match redirect(round_trips.max(100)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -268,6 +292,116 @@ fn ping_pong(size: usize, n: usize) -> Result<Vec<Duration>, String> {
     let _ = server.join();
     times.sort();
     Ok(times)
+}
+
+/// One keep-alive connection's share of an open-loop load: requests start on schedule (or at
+/// once when behind), and each latency counts from the scheduled start.
+fn load_connection(
+    addr: std::net::SocketAddr,
+    interval: Duration,
+    start: Instant,
+    warmup: Duration,
+    end: Instant,
+) -> Result<(Vec<Duration>, u64), String> {
+    use std::io::{Read, Write};
+    let connect = || -> Result<std::net::TcpStream, String> {
+        let c = std::net::TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        c.set_nodelay(true).map_err(|e| e.to_string())?;
+        Ok(c)
+    };
+    // Wake up on time: the default 50 us timer slack would count as latency.
+    // SAFETY: prctl with PR_SET_TIMERSLACK only sets this thread's timer slack.
+    #[allow(unsafe_code, reason = "a plain prctl call")]
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1u64);
+    }
+    let mut c = connect()?;
+    let request = format!("GET / HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut times = Vec::new();
+    let mut errors = 0;
+    let mut next = start;
+    while next < end {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        c.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+        // One response: its head, then content-length bytes of body.
+        let mut got: Vec<u8> = Vec::new();
+        let close;
+        let (head_end, length) = loop {
+            let k = c.read(&mut buf).map_err(|e| e.to_string())?;
+            if k == 0 {
+                return Err("the server closed the connection".into());
+            }
+            got.extend_from_slice(&buf[..k]);
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..i]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>()))
+                    .ok_or("a response without content-length")?
+                    .map_err(|e| e.to_string())?;
+                if !head.starts_with("http/1.1 200") {
+                    errors += 1;
+                }
+                // Servers end keep-alive connections now and then (nginx: every 1,000 requests).
+                close = head.lines().any(|l| l.starts_with("connection:") && l.contains("close"));
+                break (i + 4, length);
+            }
+        };
+        while got.len() < head_end + length {
+            let k = c.read(&mut buf).map_err(|e| e.to_string())?;
+            if k == 0 {
+                return Err("the server closed the connection".into());
+            }
+            got.extend_from_slice(&buf[..k]);
+        }
+        if next >= start + warmup {
+            times.push(next.elapsed());
+        }
+        if close {
+            c = connect()?;
+        }
+        next += interval;
+    }
+    Ok((times, errors))
+}
+
+/// A fixed request rate over keep-alive connections; prints p50, p99 and the achieved rate.
+fn load(addr: std::net::SocketAddr, rate: u64, duration: u64, connections: u64) -> Result<(), String> {
+    let interval = Duration::from_secs_f64(connections as f64 / rate as f64);
+    let warmup = Duration::from_secs(1);
+    let start = Instant::now() + Duration::from_millis(100);
+    let end = start + warmup + Duration::from_secs(duration);
+    let threads: Vec<_> = (0..connections)
+        .map(|i| {
+            // Offsets spread the connections' requests evenly over an interval.
+            let offset = interval.mul_f64(i as f64 / connections as f64);
+            std::thread::spawn(move || load_connection(addr, interval, start + offset, warmup, end))
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut errors = 0;
+    for t in threads {
+        let (mut part, e) = t.join().map_err(|_| "a load thread panicked")??;
+        times.append(&mut part);
+        errors += e;
+    }
+    if times.is_empty() {
+        return Err("no request completed".into());
+    }
+    times.sort();
+    let q = |f: f64| times[((times.len() - 1) as f64 * f) as usize].as_secs_f64() * 1e6;
+    println!(
+        "rate {rate}/s: p50 {:.1} us, p99 {:.1} us, achieved {:.0}/s, {} requests, {errors} not 200",
+        q(0.5),
+        q(0.99),
+        times.len() as f64 / duration as f64,
+        times.len()
+    );
+    Ok(())
 }
 
 /// The eBPF redirect against the plain TCP path, side by side in one run.
