@@ -163,12 +163,6 @@ impl Seed {
                 let listener = |l: &Option<adm_artifacts::Endpoint>| l.as_ref().and_then(v4);
                 seed.adms.push((s.id, listener(&adm.ingress), listener(&adm.egress)));
             }
-            for (dir, into) in
-                [(service_cgroup(root, &s.name), &mut seed.cgroups), (adm_cgroup(root, &s.name), &mut seed.adm_cgroups)]
-            {
-                std::fs::create_dir_all(&dir).map_err(|e| cgroup_io("create", &dir, e))?;
-                into.push((DataPlane::cgroup_id(&dir)?, s.id));
-            }
         }
         for p in &maps.pairs {
             let (Some(&from), Some(&to)) = (ids.get(p.from.as_str()), ids.get(p.to.as_str())) else {
@@ -184,6 +178,15 @@ impl Seed {
                 adm_artifacts::PairRoute::ViaBoth => Route::ViaBoth,
             };
             seed.pairs.push((from, to, route));
+        }
+        // Only a valid file creates cgroups.
+        for s in &maps.services {
+            for (dir, into) in
+                [(service_cgroup(root, &s.name), &mut seed.cgroups), (adm_cgroup(root, &s.name), &mut seed.adm_cgroups)]
+            {
+                std::fs::create_dir_all(&dir).map_err(|e| cgroup_io("create", &dir, e))?;
+                into.push((DataPlane::cgroup_id(&dir)?, s.id));
+            }
         }
         Ok((seed, warnings))
     }
