@@ -92,3 +92,67 @@ fn reloads_keep_serving_and_sigterm_drains() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// `access_log` writes one JSON line per sampled request on stdout, and none when unsampled.
+#[test]
+fn access_log_writes_json_lines_for_sampled_requests() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admd-access-log");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let log = |fraction: f64| {
+        serde_json::json!({ "policy": "log", "kind": "access_log", "unit": "call external -> svc",
+        "args": { "sample": { "fraction": fraction } } })
+    };
+    let config = serde_json::json!({
+        "schema_version": 1,
+        "service": "svc",
+        "listeners": { "ingress": { "address": "127.0.0.51", "port": port }, "egress": null },
+        "upstreams": [{ "service": "svc", "protocol": "http", "endpoints": [{ "address": "127.0.0.52", "port": 9 }] }],
+        "peers": [],
+        "routes": [{ "from": "external", "to": "svc", "direction": "ingress",
+            "chains": [{ "methods": ["Quiet"], "chain": [log(0.0)] }, { "methods": null, "chain": [log(1.0)] }],
+            "forward": { "to": "service", "service": "svc" } }]
+    });
+    let path = dir.join("svc.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let admin = format!("127.0.0.51:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_admd"))
+        .arg("--config")
+        .arg(&path)
+        .args(["--admin", &admin])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(err.by_ref().map_while(Result::ok).any(|l| l.contains("ready")), "admd never got ready");
+    let get = |target: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.51", port)).unwrap();
+        let request = format!("GET {target} HTTP/1.1\r\nhost: svc\r\nconnection: close\r\n\r\n");
+        std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+        answer
+    };
+    // The upstream is not there: 503, and logged as such.
+    assert!(get("/api/Quiet").starts_with("HTTP/1.1 503"));
+    assert!(get("/api/Loud").starts_with("HTTP/1.1 503"));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "only the sampled request is logged: {out}");
+    let line = &lines[0];
+    assert_eq!(
+        (&line["policy"], &line["from"], &line["to"], &line["method"], &line["status"]),
+        (
+            &serde_json::json!("log"),
+            &serde_json::json!("external"),
+            &serde_json::json!("svc"),
+            &serde_json::json!("Loud"),
+            &serde_json::json!(503)
+        )
+    );
+    assert!(line["duration_us"].is_u64(), "{line}");
+}

@@ -221,6 +221,16 @@ async fn fault_aborts_with_its_status() {
     let args = json!({ "abort": { "fraction": 1.0 }, "status": 418, "delay": { "us": 0 }, "delay_percent": { "fraction": 0.0 } });
     let (p, _) = proxy(up, chains(vec![step("chaos", "fault", args)])).await;
     assert_eq!(send("127.0.0.3", p, "/", &[]).await.0, 418);
+    // Not acting: no abort at 0%.
+    let calm = json!({ "abort": { "fraction": 0.0 }, "status": 418, "delay": { "us": 0 }, "delay_percent": { "fraction": 0.0 } });
+    let (p, _) = proxy(up, chains(vec![step("chaos", "fault", calm)])).await;
+    assert_eq!(send("127.0.0.3", p, "/", &[]).await.0, 200);
+    // A delay on every request: the answer cannot come sooner than it.
+    let slow = json!({ "abort": { "fraction": 0.0 }, "status": 418, "delay": { "us": 200_000 }, "delay_percent": { "fraction": 1.0 } });
+    let (p, _) = proxy(up, chains(vec![step("chaos", "fault", slow)])).await;
+    let started = std::time::Instant::now();
+    assert_eq!(send("127.0.0.3", p, "/", &[]).await.0, 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
 }
 
 #[tokio::test]
