@@ -26,6 +26,14 @@ const MAX_FRAME: usize = 16_384;
 /// Headers that belong to one hop and are never forwarded (RFC 9110 §7.6.1), plus those named
 /// by the `connection` header. `te: trailers` stays: gRPC needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+    // Most messages carry none of them: one lookup each, and nothing to do.
+    let hop = [CONNECTION, TE, TRANSFER_ENCODING, UPGRADE];
+    if !hop.iter().any(|h| headers.contains_key(h))
+        && !["keep-alive", "proxy-connection", "http2-settings"].iter().any(|h| headers.contains_key(*h))
+    {
+        return;
+    }
     let named: Vec<String> = headers
         .get_all(http::header::CONNECTION)
         .iter()

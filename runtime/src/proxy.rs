@@ -263,6 +263,18 @@ enum Affined {
     Busy(Request<Body>),
 }
 
+/// The request in absolute form (`http://addr/path`): what the shared pool needs to know where
+/// to connect.
+fn absolute(mut request: Request<Body>, addr: SocketAddr) -> Request<Body> {
+    if request.uri().authority().is_none() {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(uri) = format!("http://{addr}{path}").parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
 /// Opens the client connection's own connection to `addr`, from the ADM's address.
 async fn open_affine(ctx: &Context, addr: SocketAddr) -> Option<Affine> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.ok()?;
@@ -282,15 +294,11 @@ async fn open_affine(ctx: &Context, addr: SocketAddr) -> Option<Affine> {
 /// closed meanwhile) goes once more on a fresh one.
 async fn send_affine(ctx: &Context, origin: &Origin, addr: SocketAddr, mut request: Request<Body>) -> Affined {
     let first = origin.requests.fetch_add(1, Ordering::Relaxed) == 0;
-    let Ok(mut slots) = origin.affinity.try_lock() else { return Affined::Busy(request) };
+    let pooled = |request: Request<Body>| Affined::Busy(absolute(request, addr));
+    let Ok(mut slots) = origin.affinity.try_lock() else { return pooled(request) };
     let found = slots.iter().position(|a| a.addr == addr && !a.sender.is_closed());
     if found.is_none() && first {
-        return Affined::Busy(request);
-    }
-    // The connection is the upstream's own: the request line carries the path alone.
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    if let Ok(uri) = path.parse() {
-        *request.uri_mut() = uri;
+        return pooled(request);
     }
     if !request.headers().contains_key(http::header::HOST) {
         if let Ok(host) = addr.to_string().parse() {
@@ -547,6 +555,8 @@ pub async fn handle(
             ) else {
                 continue;
             };
+            // Mirrors go through the shared pool.
+            let request = absolute(request, addr);
             let client =
                 if u.protocol == Protocol::Grpc { ctx.clients.http2.clone() } else { ctx.clients.http1.clone() };
             // Fire and forget: a mirror never delays or fails the request.
@@ -808,9 +818,17 @@ fn build(
     protocol: Protocol,
     body: Body,
 ) -> Option<Request<Body>> {
+    // HTTP/1.1 upstreams are asked on a connection of their own first (`send_affine`): the
+    // origin form; the shared pool gets the absolute form.
+    let uri = match protocol {
+        Protocol::Http => {
+            parts.uri.path_and_query().cloned().map_or_else(|| http::Uri::from_static("/"), http::Uri::from)
+        }
+        _ => format!("http://{addr}{path}").parse().ok()?,
+    };
     let mut request = Request::builder()
         .method(parts.method.clone())
-        .uri(format!("http://{addr}{path}"))
+        .uri(uri)
         .version(if protocol == Protocol::Grpc { http::Version::HTTP_2 } else { http::Version::HTTP_11 })
         .body(body)
         .ok()?;
