@@ -174,17 +174,36 @@ fn seed(maps: &EbpfMaps, root: &Path, deny: bool) -> Result<(Seed, String), Stri
 fn attach(a: &Attach) -> Result<(), String> {
     let maps = read_maps(&a.maps)?;
     let root = a.root.path()?;
+    let made_root = !root.exists();
     std::fs::create_dir_all(&root).map_err(|e| format!("cannot create the cgroup root {}: {e}", root.display()))?;
+    let result = attach_and_follow(a, &root, maps);
+    // The service cgroups go when empty (a service still running keeps its own), and the root
+    // too when this run made it.
+    let mut kept = 0;
+    for entry in std::fs::read_dir(&root).into_iter().flatten().filter_map(Result::ok) {
+        if entry.path().is_dir() && std::fs::remove_dir(entry.path()).is_err() {
+            kept += 1;
+        }
+    }
+    if kept > 0 {
+        eprintln!("admd ebpf: {kept} cgroups under {} still hold processes and were left", root.display());
+    } else if made_root {
+        let _ = std::fs::remove_dir(&root);
+    }
+    result
+}
+
+fn attach_and_follow(a: &Attach, root: &Path, maps: EbpfMaps) -> Result<(), String> {
     let deny = a.undeclared == Undeclared::Deny;
-    let (first, summary) = seed(&maps, &root, deny)?;
-    let mut plane = DataPlane::attach(&root).map_err(|e| e.to_string())?;
+    let (first, summary) = seed(&maps, root, deny)?;
+    let mut plane = DataPlane::attach(root).map_err(|e| e.to_string())?;
     plane.seed(&first).map_err(|e| e.to_string())?;
     bpffs(&a.pin)?;
     plane.pin(&a.pin).map_err(|e| e.to_string())?;
     eprintln!("admd ebpf: attached to {}: {summary}; maps pinned under {}", root.display(), a.pin.display());
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start: {e}"))?;
-    rt.block_on(follow(a, &root, maps, &mut plane))?;
+    rt.block_on(follow(a, root, maps, &mut plane))?;
     drop(plane);
     eprintln!("admd ebpf: detached");
     Ok(())

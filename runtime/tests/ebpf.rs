@@ -248,6 +248,7 @@ fn the_kernel_steers_identifies_and_refuses_by_the_plan() {
     expect(&attach_log, "detached");
     assert!(attach.0.wait().unwrap().success());
     assert!(!Path::new(&pin).exists(), "the pins are removed on exit");
+    assert!(!root.join("frontend").exists() && !root.join("search.adm").exists(), "empty cgroups are removed on exit");
     Command::new("umount").arg(&bpffs).status().unwrap();
     let _ = std::fs::remove_dir(&bpffs);
     drop(cgroups);
