@@ -460,25 +460,36 @@ fn redirect(n: usize) -> Result<(), String> {
 /// fresh connections (made after the data plane, if any, was attached).
 fn http_round_trips(n: usize) -> Result<Vec<Duration>, String> {
     use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
     let upstream = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let up = upstream.local_addr().map_err(|e| e.to_string())?;
+    // A keep-alive upstream for every connection admd opens (its pool and its per-client ones).
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
     let server = std::thread::spawn(move || {
-        let Ok((mut s, _)) = upstream.accept() else { return };
-        let _ = s.set_nodelay(true);
-        let mut buf = vec![0u8; 4096];
-        let mut pending = Vec::new();
-        loop {
-            let Ok(k) = s.read(&mut buf) else { return };
-            if k == 0 {
+        for stream in upstream.incoming() {
+            if stop.load(Ordering::SeqCst) {
                 return;
             }
-            pending.extend_from_slice(&buf[..k]);
-            while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                pending.drain(..end + 4);
-                if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").is_err() {
-                    return;
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = s.set_nodelay(true);
+                let mut buf = vec![0u8; 4096];
+                let mut pending = Vec::new();
+                loop {
+                    let Ok(k) = s.read(&mut buf) else { return };
+                    if k == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..k]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").is_err() {
+                            return;
+                        }
+                    }
                 }
-            }
+            });
         }
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -533,6 +544,9 @@ fn http_round_trips(n: usize) -> Result<Vec<Duration>, String> {
     drop(c);
     let _ = stop.send(true);
     let _ = proxy.join();
+    // Wake the acceptor so that it sees it is done.
+    done.store(true, Ordering::SeqCst);
+    let _ = std::net::TcpStream::connect(up);
     let _ = server.join();
     times.sort();
     Ok(times)
