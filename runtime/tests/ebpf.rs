@@ -343,3 +343,48 @@ fn without_the_data_plane_ebpf_warns_once_or_refuses_when_required() {
     Command::new("kill").args(["-TERM", &auto.id().to_string()]).status().unwrap();
     assert!(auto.wait().unwrap().success());
 }
+
+/// `--undeclared=allow`: a call that no declaration joins goes through, and `attach` logs it once
+/// per pair with the services' names.
+#[test]
+fn undeclared_calls_are_let_through_and_logged_when_allowed() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("admd-undeclared");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cgroups = adm_ebpf_loader::TempCgroup::new("adm-allow").unwrap();
+    for name in ["frontend", "frontend.adm", "search", "search.adm", "secret", "secret.adm"] {
+        cgroups.child(name).unwrap();
+    }
+    let root = cgroups.path().to_path_buf();
+    let bpffs = dir.join(format!("bpf-{}", std::process::id()));
+    let search = server("127.0.2.12", "search");
+    let secret = server("127.0.2.13", "secret");
+    let maps = dir.join("maps.json");
+    write_maps(&maps, search, search, secret, false);
+    let mut attach = Command::new(ADMD)
+        .args(["ebpf", "attach", "--undeclared", "allow", "--maps"])
+        .arg(&maps)
+        .arg("--cgroup-root")
+        .arg(&root)
+        .arg("--pin")
+        .arg(bpffs.join("adm"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = lines(&mut attach);
+    let mut attach = Guard(attach);
+    assert!(expect(&log, "attached").contains("undeclared calls let through and logged"));
+    let reply = get_as("frontend", &root, "127.0.2.13", secret.port());
+    assert!(reply.ends_with("secret"), "{reply}");
+    let line = expect(&log, "undeclared call");
+    assert!(line.contains("frontend -> secret") && line.contains("1 connects"), "{line}");
+    Command::new("kill").args(["-TERM", &attach.0.id().to_string()]).status().unwrap();
+    expect(&log, "detached");
+    assert!(attach.0.wait().unwrap().success());
+    Command::new("umount").arg(&bpffs).status().unwrap();
+    let _ = std::fs::remove_dir(&bpffs);
+    drop(cgroups);
+}
