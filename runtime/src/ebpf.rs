@@ -112,27 +112,20 @@ fn read_maps(path: &Path) -> Result<EbpfMaps, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let maps: EbpfMaps =
         serde_json::from_str(&text).map_err(|e| format!("`{}` is not an ebpf/maps.json: {e}", path.display()))?;
-    if maps.schema_version != 1 {
+    if maps.schema_version != adm_artifacts::SCHEMA_VERSION {
         return Err(format!(
-            "`{}` has schema_version {}; this admd reads version 1",
+            "`{}` has schema_version {}; this admd reads version {}",
             path.display(),
-            maps.schema_version
+            maps.schema_version,
+            adm_artifacts::SCHEMA_VERSION
         ));
     }
     Ok(maps)
 }
 
-/// Whether `dir` is on a bpffs, from /proc/self/mounts.
+/// Whether `dir` is on a bpffs.
 fn on_bpffs(dir: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (_, path, kind) = (f.next()?, f.next()?, f.next()?);
-            (kind == "bpf").then(|| PathBuf::from(path))
-        })
-        .any(|m| dir.starts_with(&m))
+    adm_ebpf_loader::mount_points("bpf").iter().any(|m| dir.starts_with(m))
 }
 
 /// Makes sure the pin directory's parent is a bpffs, mounting one there when needed.

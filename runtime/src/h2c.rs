@@ -63,14 +63,14 @@ pub fn wants_upgrade<B>(req: &http::Request<B>) -> bool {
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
-    let length = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let chunked = req.headers().contains_key(http::header::TRANSFER_ENCODING);
+    // Every request passes here: the cheap tests first, the length only for an upgrade.
+    let length = || req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     req.version() == http::Version::HTTP_11
+        && req.headers().contains_key("http2-settings")
         && has_token(http::header::UPGRADE, "h2c")
         && has_token(http::header::CONNECTION, "upgrade")
-        && req.headers().contains_key("http2-settings")
-        && !chunked
-        && length.unwrap_or(0) <= MAX_BODY
+        && !req.headers().contains_key(http::header::TRANSFER_ENCODING)
+        && length().unwrap_or(0) <= MAX_BODY
 }
 
 /// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1), the high bits of the first byte set to `flags`.

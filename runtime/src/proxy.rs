@@ -34,11 +34,12 @@ impl Clients {
 
     /// Clients whose connections leave from `local`: the ADM's service address, so that the next
     /// hop (a receiver's ingress ADM) knows the sender by its address as by any of its requests.
+    /// `local` is a specific address (`Context` leaves out an unspecified one).
     pub fn from(local: Option<std::net::IpAddr>) -> Clients {
         // Small requests and replies: no Nagle delay on either side of the proxy.
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_local_address(local.filter(|ip| !ip.is_unspecified()));
+        connector.set_local_address(local);
         Clients {
             http1: Client::builder(TokioExecutor::new()).build(connector.clone()),
             http2: Client::builder(TokioExecutor::new()).http2_only(true).build(connector),
@@ -130,13 +131,13 @@ impl Context {
     pub fn with_kernel(runtime: Runtime, kernel: Option<crate::kernel::Kernel>) -> Arc<Context> {
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
-        let local = runtime.ingress.or(runtime.egress).map(|a| a.ip());
+        let local = runtime.ingress.or(runtime.egress).map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         Arc::new(Context {
             runtime: Arc::new(RwLock::new(Arc::new(runtime))),
             clients: Clients::from(local),
             metrics: Metrics::default(),
             kernel,
-            local: local.filter(|ip| !ip.is_unspecified()),
+            local,
             random: AtomicU64::new(seed),
         })
     }
@@ -521,7 +522,9 @@ pub async fn handle(
         }
         None => None,
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // Once for every attempt and mirror: they all carry these headers.
+    crate::h2c::strip_hop_by_hop(&mut parts.headers);
     // A retry or a mirror needs the body again: it is buffered, up to a bound.
     let (buffered, mut streaming) = if plan.retry.is_some() || !plan.mirrors.is_empty() {
         match http_body_util::Limited::new(body, MAX_BUFFERED).collect().await {
@@ -833,7 +836,6 @@ fn build(
         .body(body)
         .ok()?;
     *request.headers_mut() = parts.headers.clone();
-    crate::h2c::strip_hop_by_hop(request.headers_mut());
     Some(request)
 }
 

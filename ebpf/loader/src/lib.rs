@@ -242,14 +242,22 @@ fn classify(e: impl std::error::Error) -> Error {
     }
 }
 
-/// The mount point of the cgroup v2 hierarchy, from `/proc/self/mounts`.
+/// The mount points of file systems of type `kind` (`cgroup2`, `bpf`), from `/proc/self/mounts`.
+pub fn mount_points(kind: &str) -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let (_, path, fs) = (fields.next()?, fields.next()?, fields.next()?);
+            (fs == kind).then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// The mount point of the cgroup v2 hierarchy.
 pub fn cgroup2_root() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let mut fields = l.split_whitespace();
-        let (_, path, kind) = (fields.next()?, fields.next()?, fields.next()?);
-        (kind == "cgroup2").then(|| PathBuf::from(path))
-    })
+    mount_points("cgroup2").into_iter().next()
 }
 
 fn cgroup_io(what: &str, dir: &Path, e: std::io::Error) -> Error {
