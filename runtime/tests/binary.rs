@@ -21,6 +21,18 @@ fn config(port: u16, allowed: &str) -> String {
     .to_string()
 }
 
+/// `admd --config path --admin admin`, its stderr piped.
+fn spawn(path: &std::path::Path, admin: &str, stdout: Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_admd"))
+        .arg("--config")
+        .arg(path)
+        .args(["--admin", admin])
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.51:0").unwrap().local_addr().unwrap().port()
 }
@@ -53,14 +65,7 @@ fn reloads_keep_serving_and_sigterm_drains() {
     let port = free_port();
     std::fs::write(&path, config(port, "frontend")).unwrap();
     let admin = format!("127.0.0.51:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_admd"))
-        .arg("--config")
-        .arg(&path)
-        .args(["--admin", &admin])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&path, &admin, Stdio::null());
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut next_line = move |wanted: &str| -> String {
         for line in lines.by_ref() {
@@ -116,14 +121,7 @@ fn access_log_writes_json_lines_for_sampled_requests() {
     let path = dir.join("svc.json");
     std::fs::write(&path, config.to_string()).unwrap();
     let admin = format!("127.0.0.51:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_admd"))
-        .arg("--config")
-        .arg(&path)
-        .args(["--admin", &admin])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&path, &admin, Stdio::piped());
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
     assert!(err.by_ref().map_while(Result::ok).any(|l| l.contains("ready")), "admd never got ready");
     let get = |target: &str| {

@@ -147,22 +147,73 @@ fn write_maps(path: &Path, search: SocketAddr, adm: SocketAddr, secret: SocketAd
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// A scratch mesh: its folder, its cgroups (every service's and every ADM's) and the bpffs where
+/// `attach` pins (mounted by attach itself, so /sys/fs/bpf is left alone).
+struct Mesh {
+    dir: std::path::PathBuf,
+    cgroups: adm_ebpf_loader::TempCgroup,
+    bpffs: std::path::PathBuf,
+}
+
+impl Mesh {
+    fn new(name: &str) -> Mesh {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cgroups = adm_ebpf_loader::TempCgroup::new(name).unwrap();
+        for service in ["frontend", "frontend.adm", "search", "search.adm", "secret", "secret.adm"] {
+            cgroups.child(service).unwrap();
+        }
+        let bpffs = dir.join(format!("bpf-{}", std::process::id()));
+        Mesh { dir, cgroups, bpffs }
+    }
+
+    fn root(&self) -> std::path::PathBuf {
+        self.cgroups.path().to_path_buf()
+    }
+
+    fn pin(&self) -> std::path::PathBuf {
+        self.bpffs.join("adm")
+    }
+
+    /// `admd ebpf attach` on `maps` with `extra` arguments, and its log once it has attached.
+    fn attach(&self, maps: &Path, extra: &[&str]) -> (Guard, mpsc::Receiver<String>, String) {
+        let mut child = Command::new(ADMD)
+            .args(["ebpf", "attach"])
+            .args(extra)
+            .arg("--maps")
+            .arg(maps)
+            .arg("--cgroup-root")
+            .arg(self.root())
+            .arg("--pin")
+            .arg(self.pin())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = lines(&mut child);
+        let attached = expect(&log, "attached");
+        (Guard(child), log, attached)
+    }
+
+    /// Stops `attach` as an operator would (SIGTERM): it must detach and exit cleanly.
+    fn detach(&self, mut attach: Guard, log: &mpsc::Receiver<String>) {
+        Command::new("kill").args(["-TERM", &attach.0.id().to_string()]).status().unwrap();
+        expect(log, "detached");
+        assert!(attach.0.wait().unwrap().success());
+        assert!(!self.pin().exists(), "the pins are removed on exit");
+        Command::new("umount").arg(&self.bpffs).status().unwrap();
+        let _ = std::fs::remove_dir(&self.bpffs);
+    }
+}
+
 #[test]
 fn the_kernel_steers_identifies_and_refuses_by_the_plan() {
     if !is_root() {
         eprintln!("skipped: needs root (the unprivileged path is tested below)");
         return;
     }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("admd-ebpf");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut cgroups = adm_ebpf_loader::TempCgroup::new("adm-e2e").unwrap();
-    for name in ["frontend", "frontend.adm", "search", "search.adm", "secret", "secret.adm"] {
-        cgroups.child(name).unwrap();
-    }
-    let root = cgroups.path().to_path_buf();
-    // Pins on a bpffs of the test's own (attach mounts it), so /sys/fs/bpf is left alone.
-    let bpffs = dir.join(format!("bpf-{}", std::process::id()));
-    let pin = bpffs.join("adm").to_string_lossy().into_owned();
+    let mesh = Mesh::new("adm-e2e");
+    let (dir, root) = (mesh.dir.clone(), mesh.root());
+    let pin = mesh.pin().to_string_lossy().into_owned();
 
     let search = server("127.0.2.2", "search");
     let secret = server("127.0.2.3", "secret");
@@ -187,18 +238,8 @@ fn the_kernel_steers_identifies_and_refuses_by_the_plan() {
     )
     .unwrap();
 
-    let mut attach = Command::new(ADMD)
-        .args(["ebpf", "attach", "--maps"])
-        .arg(&maps)
-        .arg("--cgroup-root")
-        .arg(&root)
-        .args(["--pin", &pin])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let attach_log = lines(&mut attach);
-    let mut attach = Guard(attach);
-    assert!(expect(&attach_log, "attached").contains("3 services, 1 calls (1 through ADMs, 0 direct)"));
+    let (attach, attach_log, attached) = mesh.attach(&maps, &[]);
+    assert!(attached.contains("3 services, 1 calls (1 through ADMs, 0 direct)"), "{attached}");
 
     let admin = format!("127.0.2.2:{}", free_port("127.0.2.2"));
     let mut proxy = Command::new(ADMD)
@@ -244,14 +285,9 @@ fn the_kernel_steers_identifies_and_refuses_by_the_plan() {
 
     Command::new("kill").args(["-TERM", &proxy.0.id().to_string()]).status().unwrap();
     assert!(proxy.0.wait().unwrap().success());
-    Command::new("kill").args(["-TERM", &attach.0.id().to_string()]).status().unwrap();
-    expect(&attach_log, "detached");
-    assert!(attach.0.wait().unwrap().success());
-    assert!(!Path::new(&pin).exists(), "the pins are removed on exit");
+    mesh.detach(attach, &attach_log);
     assert!(!root.join("frontend").exists() && !root.join("search.adm").exists(), "empty cgroups are removed on exit");
-    Command::new("umount").arg(&bpffs).status().unwrap();
-    let _ = std::fs::remove_dir(&bpffs);
-    drop(cgroups);
+    drop(mesh);
     assert!(!root.exists(), "no cgroup is left behind");
 }
 
@@ -352,39 +388,17 @@ fn undeclared_calls_are_let_through_and_logged_when_allowed() {
         eprintln!("skipped: needs root");
         return;
     }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("admd-undeclared");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut cgroups = adm_ebpf_loader::TempCgroup::new("adm-allow").unwrap();
-    for name in ["frontend", "frontend.adm", "search", "search.adm", "secret", "secret.adm"] {
-        cgroups.child(name).unwrap();
-    }
-    let root = cgroups.path().to_path_buf();
-    let bpffs = dir.join(format!("bpf-{}", std::process::id()));
+    let mesh = Mesh::new("adm-allow");
+    let root = mesh.root();
     let search = server("127.0.2.12", "search");
     let secret = server("127.0.2.13", "secret");
-    let maps = dir.join("maps.json");
+    let maps = mesh.dir.join("maps.json");
     write_maps(&maps, search, search, secret, false);
-    let mut attach = Command::new(ADMD)
-        .args(["ebpf", "attach", "--undeclared", "allow", "--maps"])
-        .arg(&maps)
-        .arg("--cgroup-root")
-        .arg(&root)
-        .arg("--pin")
-        .arg(bpffs.join("adm"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = lines(&mut attach);
-    let mut attach = Guard(attach);
-    assert!(expect(&log, "attached").contains("undeclared calls let through and logged"));
+    let (attach, log, attached) = mesh.attach(&maps, &["--undeclared", "allow"]);
+    assert!(attached.contains("undeclared calls let through and logged"), "{attached}");
     let reply = get_as("frontend", &root, "127.0.2.13", secret.port());
     assert!(reply.ends_with("secret"), "{reply}");
     let line = expect(&log, "undeclared call");
     assert!(line.contains("frontend -> secret") && line.contains("1 connects"), "{line}");
-    Command::new("kill").args(["-TERM", &attach.0.id().to_string()]).status().unwrap();
-    expect(&log, "detached");
-    assert!(attach.0.wait().unwrap().success());
-    Command::new("umount").arg(&bpffs).status().unwrap();
-    let _ = std::fs::remove_dir(&bpffs);
-    drop(cgroups);
+    mesh.detach(attach, &log);
 }

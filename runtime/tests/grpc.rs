@@ -3,11 +3,12 @@
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use adm_artifacts::Direction;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
@@ -61,22 +62,7 @@ async fn grpc_upstream() -> SocketAddr {
 }
 
 async fn proxy(up: SocketAddr, steps: serde_json::Value) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.42:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = json!({
-        "schema_version": 1,
-        "service": "search",
-        "listeners": { "ingress": { "address": "127.0.0.42", "port": addr.port() }, "egress": null },
-        "upstreams": [{ "service": "search", "protocol": "grpc", "endpoints": [{ "address": up.ip().to_string(), "port": up.port() }] }],
-        "peers": [{ "service": "frontend", "addresses": ["127.0.0.3"] }],
-        "routes": [{ "from": "frontend", "to": "search", "direction": "ingress",
-            "chains": [{ "methods": null, "chain": steps }], "forward": { "to": "service", "service": "search" } }]
-    });
-    let ctx = admd::proxy::Context::new(admd::config::parse(&config.to_string()).unwrap());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(admd::proxy::serve(ctx, Direction::Ingress, listener, stopped));
-    std::mem::forget(stop);
-    addr
+    common::grpc_proxy("127.0.0.42", up, steps).await
 }
 
 /// A unary call over h2c: (http status, headers, body bytes, trailers).

@@ -5,6 +5,8 @@
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
 
+mod common;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,7 +14,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use adm_artifacts::Direction;
 use http::uri::PathAndQuery;
 use serde_json::{json, Value};
 use tonic::codegen::Service;
@@ -126,24 +127,8 @@ async fn tonic_server() -> SocketAddr {
     addr
 }
 
-async fn proxy(up: SocketAddr, steps: Value) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.62:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = json!({
-        "schema_version": 1,
-        "service": "search",
-        "listeners": { "ingress": { "address": "127.0.0.62", "port": addr.port() }, "egress": null },
-        "upstreams": [{ "service": "search", "protocol": "grpc",
-            "endpoints": [{ "address": up.ip().to_string(), "port": up.port() }] }],
-        "peers": [{ "service": "frontend", "addresses": ["127.0.0.3"] }],
-        "routes": [{ "from": "frontend", "to": "search", "direction": "ingress",
-            "chains": [{ "methods": null, "chain": steps }], "forward": { "to": "service", "service": "search" } }]
-    });
-    let ctx = admd::proxy::Context::new(admd::config::parse(&config.to_string()).unwrap());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(admd::proxy::serve(ctx, Direction::Ingress, listener, stopped));
-    std::mem::forget(stop);
-    addr
+async fn proxy(up: SocketAddr, steps: serde_json::Value) -> SocketAddr {
+    common::grpc_proxy("127.0.0.62", up, steps).await
 }
 
 /// A tonic client in `frontend` (it sends from frontend's address).
