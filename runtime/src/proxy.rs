@@ -161,43 +161,74 @@ fn full(text: impl Into<Bytes>) -> Body {
     Full::new(text.into()).map_err(|never| match never {}).boxed()
 }
 
-fn is_grpc<B>(req: &Request<B>) -> bool {
-    req.headers()
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
-/// A refusal: an HTTP status with a short text naming the policy, or for gRPC a trailers-only
-/// response with the matching grpc-status.
-fn refuse(grpc: bool, status: StatusCode, grpc_status: u8, message: String) -> Response<Body> {
-    let mut response = if grpc {
-        let mut r = Response::new(full(Bytes::new()));
-        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
-        r.headers_mut().insert("grpc-status", http::HeaderValue::from(u16::from(grpc_status)));
-        if let Ok(v) = http::HeaderValue::from_str(&message) {
-            r.headers_mut().insert("grpc-message", v);
-        }
-        r
-    } else {
-        let mut r = Response::new(full(format!("{message}\n")));
-        *r.status_mut() = status;
-        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
-        r
-    };
-    response.headers_mut().insert("x-adm-refused", http::HeaderValue::from_static("1"));
-    response
+/// An answer the proxy gives itself: a policy's refusal, or an upstream's failure.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub status: StatusCode,
+    /// The grpc-status a gRPC caller gets instead.
+    pub grpc_status: u8,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, grpc_status: u8, message: impl Into<String>) -> Refusal {
+        Refusal { status, grpc_status, message: message.into() }
+    }
+
+    /// An HTTP status with a short text naming the policy, or for gRPC a trailers-only response
+    /// with the matching grpc-status.
+    fn response(self, grpc: bool) -> Response<Body> {
+        let mut response = if grpc {
+            let mut r = Response::new(full(Bytes::new()));
+            r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+            r.headers_mut().insert("grpc-status", http::HeaderValue::from(u16::from(self.grpc_status)));
+            if let Ok(v) = http::HeaderValue::from_str(&self.message) {
+                r.headers_mut().insert("grpc-message", v);
+            }
+            r
+        } else {
+            let mut r = Response::new(full(format!("{}\n", self.message)));
+            *r.status_mut() = self.status;
+            r.headers_mut()
+                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+            r
+        };
+        response.headers_mut().insert("x-adm-refused", http::HeaderValue::from_static("1"));
+        response
+    }
+
+    /// The same HTTP answer as HTTP/1.1 bytes (the lean path never carries gRPC).
+    pub(crate) fn write_h1(&self, out: &mut Vec<u8>, close: bool) {
+        use std::io::Write;
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\nx-adm-refused: 1\r\ncontent-length: {}\r\n{}\r\n{}\n",
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or(""),
+            self.message.len() + 1,
+            if close { "connection: close\r\n" } else { "" },
+            self.message
+        );
+    }
 }
 
 /// The method a request calls: the last segment of its path (`/hotel.Search/Nearby` → `Nearby`).
-pub fn method_of<B>(req: &Request<B>) -> String {
-    req.uri().path().rsplit('/').find(|s| !s.is_empty()).unwrap_or("").to_string()
+pub fn method_of(uri: &http::Uri) -> String {
+    uri.path().rsplit('/').find(|s| !s.is_empty()).unwrap_or("").to_string()
 }
 
 /// The service a request is for, from its authority (`reviews:9080` → `reviews`).
-fn authority_service<B>(req: &Request<B>) -> Option<String> {
-    let host = req.uri().authority().map(|a| a.host().to_string()).or_else(|| {
-        req.headers()
+fn authority_service(parts: &http::request::Parts) -> Option<String> {
+    let host = parts.uri.authority().map(|a| a.host().to_string()).or_else(|| {
+        parts
+            .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(|h| h.split(':').next().unwrap_or(h).to_string())
@@ -342,42 +373,146 @@ async fn send_affine(ctx: &Context, origin: &Origin, addr: SocketAddr, mut reque
     Affined::Failed
 }
 
-/// Handles one request that arrived on a listener of the given direction from `origin`.
-pub async fn handle(
-    ctx: Arc<Context>,
-    direction: Direction,
-    origin: Arc<Origin>,
-    mut req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
-    if crate::h2c::wants_upgrade(&req) {
-        return Ok(upgrade(ctx, direction, origin, req).await);
+/// What the chain decided for a request.
+pub(crate) enum Admit<'rt> {
+    /// Forward it, as `Admitted` says.
+    Go(Admitted<'rt>),
+    /// Answer it with this refusal.
+    Refused(Refusal),
+    /// The lean HTTP/1.1 path cannot forward it (a retry or mirror buffers the body, or the
+    /// upstream speaks gRPC): hyper serves it. Nothing of the chain has run yet.
+    Defer,
+}
+
+/// A request the chain let through, and what the forwarding must do.
+pub(crate) struct Admitted<'rt> {
+    pub from: String,
+    pub to: String,
+    /// The sending service (the access log's and ring hash's key).
+    pub source: String,
+    pub method: String,
+    pub started: Instant,
+    pub timeout: Option<Duration>,
+    log_sample: Option<(String, f64)>,
+    plan: Plan<'rt>,
+    pub target: Target<'rt>,
+    /// The circuit breaker's pending slot, released when the request is done.
+    _pending: Option<Pending>,
+}
+
+impl Admitted<'_> {
+    /// The endpoint for this attempt, with its in-flight counter; or the refusal when every
+    /// endpoint is ejected.
+    pub(crate) fn endpoint(
+        &self,
+        ctx: &Context,
+        path: &str,
+        grpc: bool,
+    ) -> Result<(SocketAddr, Protocol, Option<&std::sync::atomic::AtomicUsize>), Refusal> {
+        match &self.target {
+            Target::Upstream(u) => {
+                let breaker = self.plan.breaker.as_ref().map(|(_, b)| b.as_ref());
+                match pick(ctx, u, self.plan.algorithm, breaker, (&self.source, path)) {
+                    Some(i) => Ok((u.endpoints[i], u.protocol, Some(&u.in_flight[i]))),
+                    None => Err(Refusal::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        14,
+                        format!("every endpoint of `{}` is ejected by the circuit breaker", self.to),
+                    )),
+                }
+            }
+            Target::Fixed(addr) => Ok((*addr, if grpc { Protocol::Grpc } else { Protocol::Http }, None)),
+        }
     }
-    ctx.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let Some(rt) = ctx.current() else {
-        return Ok(refuse(false, StatusCode::SERVICE_UNAVAILABLE, 14, "no configuration".into()));
+
+    /// Tells the circuit breaker how an attempt at `addr` ended.
+    pub(crate) fn record(&self, addr: SocketAddr, status: StatusCode) {
+        if let Some((_, b)) = &self.plan.breaker {
+            b.record(addr, status.is_server_error());
+        }
+    }
+
+    /// The failure of an attempt that got no response: 504 when it timed out, 503 when the
+    /// connection was refused, 502 otherwise.
+    pub(crate) fn failure(&self, status: StatusCode) -> Refusal {
+        let why = match status {
+            StatusCode::GATEWAY_TIMEOUT => "did not answer in time",
+            StatusCode::SERVICE_UNAVAILABLE => "refused the connection",
+            _ => "sent a bad response",
+        };
+        let grpc_status = if status == StatusCode::GATEWAY_TIMEOUT { 4 } else { 14 };
+        Refusal::new(status, grpc_status, format!("`{}` {why}", self.to))
+    }
+
+    /// The refusal when the request's timeout policy ran out.
+    pub(crate) fn timed_out(&self, after: Duration) -> Refusal {
+        Refusal::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            4,
+            format!("`{}` did not answer within {} ms", self.to, after.as_millis()),
+        )
+    }
+
+    /// Records the request's duration (to its response's head) and writes its access-log line.
+    pub(crate) fn finish(&self, ctx: &Context, status: StatusCode) {
+        ctx.metrics.observe(self.started.elapsed());
+        if let Some((policy, sample)) = &self.log_sample {
+            if ctx.chance() < *sample {
+                println!(
+                    "{{\"policy\":\"{policy}\",\"from\":\"{}\",\"to\":\"{}\",\"method\":\"{}\",\"status\":{},\"duration_us\":{}}}",
+                    self.from,
+                    self.to,
+                    self.method,
+                    status.as_u16(),
+                    self.started.elapsed().as_micros()
+                );
+            }
+        }
+    }
+}
+
+/// Runs the policy chain of a request (its head is `parts`) that arrived on a listener of the
+/// given direction from `origin`: the one place where policies act, whichever path serves the
+/// request. Header policies change `parts`. With `lean`, a request that needs what only the
+/// hyper path does is deferred before any policy acts.
+pub(crate) async fn admit<'rt>(
+    ctx: &Context,
+    rt: &'rt Runtime,
+    direction: Direction,
+    origin: &Origin,
+    parts: &mut http::request::Parts,
+    lean: bool,
+) -> Admit<'rt> {
+    let refused = |status, grpc_status, message: String| {
+        ctx.metrics.refused.fetch_add(1, Ordering::Relaxed);
+        Admit::Refused(Refusal::new(status, grpc_status, message))
     };
-    let grpc = is_grpc(&req);
     let started = Instant::now();
-    let source: &str = origin.source(&rt);
+    let source: &str = origin.source(rt);
     let (from, to) = match direction {
         Direction::Ingress => (source.to_string(), rt.service.clone()),
         // A connect the kernel steered here goes where the caller connected, whatever its Host says.
-        Direction::Egress => match origin.destination(&rt) {
+        Direction::Egress => match origin.destination(rt) {
             Some(Ok(s)) => (rt.service.clone(), s),
             Some(Err(dst)) => {
-                return Ok(refuse(grpc, StatusCode::NOT_FOUND, 5, format!("no upstream service at `{dst}`")))
+                return Admit::Refused(Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    5,
+                    format!("no upstream service at `{dst}`"),
+                ))
             }
-            None => match authority_service(&req) {
+            None => match authority_service(parts) {
                 Some(s) if rt.upstreams.contains_key(&s) || rt.egress_routes.contains_key(&s) => {
                     (rt.service.clone(), s)
                 }
-                Some(s) => return Ok(refuse(grpc, StatusCode::NOT_FOUND, 5, format!("unknown destination `{s}`"))),
+                Some(s) => {
+                    return Admit::Refused(Refusal::new(StatusCode::NOT_FOUND, 5, format!("unknown destination `{s}`")))
+                }
                 None => {
-                    return Ok(refuse(
-                        grpc,
+                    return Admit::Refused(Refusal::new(
                         StatusCode::BAD_REQUEST,
                         3,
-                        "the request names no destination (Host)".into(),
+                        "the request names no destination (Host)",
                     ))
                 }
             },
@@ -386,143 +521,198 @@ pub async fn handle(
     // With the data plane, an egress listener serves its own service's calls only: another
     // process cannot borrow the service's egress policies, nor its identity downstream.
     if direction == Direction::Egress && origin.kernel.is_some() && source != rt.service {
-        ctx.metrics.refused.fetch_add(1, Ordering::Relaxed);
-        return Ok(refuse(
-            grpc,
+        return refused(
             StatusCode::FORBIDDEN,
             7,
             format!("the egress ADM of `{}` serves its calls only, not `{source}`'s", rt.service),
-        ));
+        );
     }
     let route = rt.route(direction, &from, &to);
     // The ingress listener serves the calls whose policies run here; anything else reaching it is
     // a call that no declaration routes through this ADM, and is refused rather than let by.
     if direction == Direction::Ingress && route.is_none() {
-        ctx.metrics.refused.fetch_add(1, Ordering::Relaxed);
-        return Ok(refuse(
-            grpc,
+        return refused(
             StatusCode::FORBIDDEN,
             7,
             format!("no declared call `{from} -> {to}` is routed through this ADM"),
-        ));
+        );
     }
-    let method = method_of(&req);
+    let method = method_of(&parts.uri);
+    let chain = route.and_then(|r| r.chain(&method));
+    let forward = route.map(|r| r.forward.clone()).unwrap_or(Forward::Service { service: to.clone() });
+    if lean {
+        let buffers = chain
+            .is_some_and(|c| c.steps.iter().any(|s| matches!(s.action, Action::Retry { .. } | Action::Mirror { .. })));
+        let grpc_upstream = match &forward {
+            Forward::Service { service } => rt.upstreams.get(service).is_some_and(|u| u.protocol == Protocol::Grpc),
+            _ => false,
+        };
+        if buffers || grpc_upstream {
+            return Admit::Defer;
+        }
+    }
     let mut timeout: Option<Duration> = None;
     let mut log_sample: Option<(String, f64)> = None;
     let mut plan = Plan::default();
-    if let Some(chain) = route.and_then(|r| r.chain(&method)) {
-        for step in &chain.steps {
-            let refused = |ctx: &Context, status, grpc_status, why: &str| {
-                ctx.metrics.refused.fetch_add(1, Ordering::Relaxed);
-                step.refused.fetch_add(1, Ordering::Relaxed);
-                refuse(grpc, status, grpc_status, format!("refused by policy `{}` ({}): {why}", step.policy, step.kind))
-            };
-            match &step.action {
-                Action::Allow { from } if !from.iter().any(|f| f == source) => {
-                    return Ok(refused(&ctx, StatusCode::FORBIDDEN, 7, &format!("`{source}` is not allowed")));
-                }
-                Action::Deny { from } if from.iter().any(|f| f == source) => {
-                    return Ok(refused(&ctx, StatusCode::FORBIDDEN, 7, &format!("`{source}` is denied")));
-                }
-                Action::RequireHeader { name, value } => {
-                    let present = req.headers().get(name).and_then(|v| v.to_str().ok());
-                    let ok = match (present, value) {
-                        (Some(v), Some(want)) => v == want,
-                        (Some(_), None) => true,
-                        (None, _) => false,
-                    };
-                    if !ok {
-                        return Ok(refused(
-                            &ctx,
-                            StatusCode::FORBIDDEN,
-                            7,
-                            &format!("header `{name}` missing or wrong"),
-                        ));
-                    }
-                }
-                Action::SetHeader { name, value } => {
-                    req.headers_mut().insert(name.clone(), value.clone());
-                }
-                Action::RemoveHeader { name } => {
-                    req.headers_mut().remove(name);
-                }
-                Action::RateLimit { bucket } => {
-                    if !bucket.take() {
-                        return Ok(refused(&ctx, StatusCode::TOO_MANY_REQUESTS, 8, "rate limit exceeded"));
-                    }
-                }
-                Action::Timeout { after } => timeout = Some(timeout.map_or(*after, |t| t.min(*after))),
-                Action::Fault { abort, status, delay, delay_fraction } => {
-                    if *delay_fraction > 0.0 && ctx.chance() < *delay_fraction {
-                        tokio::time::sleep(*delay).await;
-                    }
-                    if *abort > 0.0 && ctx.chance() < *abort {
-                        let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                        return Ok(refused(&ctx, code, 14, "fault injected"));
-                    }
-                }
-                Action::AccessLog { sample } => log_sample = Some((step.policy.clone(), *sample)),
-                Action::LoadBalance { algorithm } => plan.algorithm = Some(*algorithm),
-                Action::CircuitBreaker { breaker } => plan.breaker = Some((step, breaker.clone())),
-                Action::Retry { attempts, per_try_timeout, retry_on, budget } => {
-                    plan.retry = Some(Retry {
-                        attempts: *attempts,
-                        per_try: *per_try_timeout,
-                        on: retry_on.clone(),
-                        budget: budget.clone(),
-                    });
-                }
-                Action::Mirror { to, fraction } => plan.mirrors.push((to.clone(), *fraction)),
-                Action::Allow { .. } | Action::Deny { .. } => {}
+    for step in chain.iter().flat_map(|c| &c.steps) {
+        let refused = |status, grpc_status, why: &str| {
+            step.refused.fetch_add(1, Ordering::Relaxed);
+            refused(status, grpc_status, format!("refused by policy `{}` ({}): {why}", step.policy, step.kind))
+        };
+        match &step.action {
+            Action::Allow { from } if !from.iter().any(|f| f == source) => {
+                return refused(StatusCode::FORBIDDEN, 7, &format!("`{source}` is not allowed"));
             }
-            step.passed.fetch_add(1, Ordering::Relaxed);
+            Action::Deny { from } if from.iter().any(|f| f == source) => {
+                return refused(StatusCode::FORBIDDEN, 7, &format!("`{source}` is denied"));
+            }
+            Action::RequireHeader { name, value } => {
+                let present = parts.headers.get(name).and_then(|v| v.to_str().ok());
+                let ok = match (present, value) {
+                    (Some(v), Some(want)) => v == want,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if !ok {
+                    return refused(StatusCode::FORBIDDEN, 7, &format!("header `{name}` missing or wrong"));
+                }
+            }
+            Action::SetHeader { name, value } => {
+                parts.headers.insert(name.clone(), value.clone());
+            }
+            Action::RemoveHeader { name } => {
+                parts.headers.remove(name);
+            }
+            Action::RateLimit { bucket } => {
+                if !bucket.take() {
+                    return refused(StatusCode::TOO_MANY_REQUESTS, 8, "rate limit exceeded");
+                }
+            }
+            Action::Timeout { after } => timeout = Some(timeout.map_or(*after, |t| t.min(*after))),
+            Action::Fault { abort, status, delay, delay_fraction } => {
+                if *delay_fraction > 0.0 && ctx.chance() < *delay_fraction {
+                    tokio::time::sleep(*delay).await;
+                }
+                if *abort > 0.0 && ctx.chance() < *abort {
+                    let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                    return refused(code, 14, "fault injected");
+                }
+            }
+            Action::AccessLog { sample } => log_sample = Some((step.policy.clone(), *sample)),
+            Action::LoadBalance { algorithm } => plan.algorithm = Some(*algorithm),
+            Action::CircuitBreaker { breaker } => plan.breaker = Some((step, breaker.clone())),
+            Action::Retry { attempts, per_try_timeout, retry_on, budget } => {
+                plan.retry = Some(Retry {
+                    attempts: *attempts,
+                    per_try: *per_try_timeout,
+                    on: retry_on.clone(),
+                    budget: budget.clone(),
+                });
+            }
+            Action::Mirror { to, fraction } => plan.mirrors.push((to.clone(), *fraction)),
+            Action::Allow { .. } | Action::Deny { .. } => {}
         }
+        step.passed.fetch_add(1, Ordering::Relaxed);
     }
-    // Forward.
-    let forward = route.map(|r| r.forward.clone()).unwrap_or(Forward::Service { service: to.clone() });
     let target = match &forward {
         Forward::Service { service } => match rt.upstreams.get(service) {
             Some(u) => Target::Upstream(u),
-            None => return Ok(refuse(grpc, StatusCode::NOT_FOUND, 5, format!("no endpoints for `{service}`"))),
+            None => {
+                return Admit::Refused(Refusal::new(StatusCode::NOT_FOUND, 5, format!("no endpoints for `{service}`")))
+            }
         },
         Forward::Adm { endpoint, .. } => match format!("{}:{}", endpoint.address, endpoint.port).parse() {
-            Ok(addr) => Target::Fixed(addr, if grpc { Protocol::Grpc } else { Protocol::Http }),
-            Err(_) => return Ok(refuse(grpc, StatusCode::BAD_GATEWAY, 14, "invalid ADM endpoint".into())),
+            Ok(addr) => Target::Fixed(addr),
+            Err(_) => return Admit::Refused(Refusal::new(StatusCode::BAD_GATEWAY, 14, "invalid ADM endpoint")),
         },
         Forward::External => {
-            match req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).and_then(resolve) {
-                Some(addr) => Target::Fixed(addr, if grpc { Protocol::Grpc } else { Protocol::Http }),
+            match parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).and_then(resolve) {
+                Some(addr) => Target::Fixed(addr),
                 None => {
-                    return Ok(refuse(
-                        grpc,
+                    return Admit::Refused(Refusal::new(
                         StatusCode::BAD_REQUEST,
                         3,
-                        "the request names no reachable destination (Host)".into(),
+                        "the request names no reachable destination (Host)",
                     ))
                 }
             }
         }
     };
     // At most `max_pending` requests wait on a circuit breaker's unit.
-    let _pending = match &plan.breaker {
+    let pending = match &plan.breaker {
         Some((step, b)) => {
-            let policy = &step.policy;
             if b.pending.fetch_add(1, Ordering::AcqRel) >= b.max_pending {
                 b.pending.fetch_sub(1, Ordering::AcqRel);
-                ctx.metrics.refused.fetch_add(1, Ordering::Relaxed);
                 step.refused.fetch_add(1, Ordering::Relaxed);
-                return Ok(refuse(
-                    grpc,
+                return refused(
                     StatusCode::SERVICE_UNAVAILABLE,
                     14,
-                    format!("refused by policy `{policy}` (circuit_breaker): too many pending requests"),
-                ));
+                    format!("refused by policy `{}` (circuit_breaker): too many pending requests", step.policy),
+                );
             }
             Some(Pending(b.clone()))
         }
         None => None,
     };
+    Admit::Go(Admitted {
+        from,
+        to,
+        source: source.to_string(),
+        method,
+        started,
+        timeout,
+        log_sample,
+        plan,
+        target,
+        _pending: pending,
+    })
+}
+
+/// Handles one request that arrived on a listener of the given direction from `origin`: the
+/// hyper path, for HTTP/2, gRPC, upgrades and whatever the lean HTTP/1.1 path defers.
+pub async fn handle(
+    ctx: Arc<Context>,
+    direction: Direction,
+    origin: Arc<Origin>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if crate::h2c::wants_upgrade(&req) {
+        return Ok(upgrade(ctx, direction, origin, req).await);
+    }
+    ctx.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let grpc = is_grpc(req.headers());
+    let Some(rt) = ctx.current() else {
+        return Ok(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, 14, "no configuration").response(grpc));
+    };
     let (mut parts, body) = req.into_parts();
+    let admitted = match admit(&ctx, &rt, direction, &origin, &mut parts, false).await {
+        Admit::Go(a) => a,
+        Admit::Refused(r) => return Ok(r.response(grpc)),
+        Admit::Defer => unreachable!("only the lean path defers"),
+    };
+    let response = match forward(&ctx, &rt, &origin, &admitted, parts, body, grpc).await {
+        Ok(r) => r,
+        Err(refusal) => {
+            ctx.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            refusal.response(grpc)
+        }
+    };
+    admitted.finish(&ctx, response.status());
+    Ok(response)
+}
+
+/// Forwards an admitted request through hyper: mirrors, retries within their budget, the
+/// timeout policy, and the load balancer's choice of endpoint for each attempt.
+async fn forward(
+    ctx: &Context,
+    rt: &Runtime,
+    origin: &Origin,
+    admitted: &Admitted<'_>,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    grpc: bool,
+) -> Result<Response<Body>, Refusal> {
+    let plan = &admitted.plan;
     // Once for every attempt and mirror: they all carry these headers.
     crate::h2c::strip_hop_by_hop(&mut parts.headers);
     // A retry or a mirror needs the body again: it is buffered, up to a bound.
@@ -530,8 +720,7 @@ pub async fn handle(
         match http_body_util::Limited::new(body, MAX_BUFFERED).collect().await {
             Ok(b) => (Some(b.to_bytes()), None),
             Err(_) => {
-                return Ok(refuse(
-                    grpc,
+                return Err(Refusal::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     8,
                     format!("the body is over {MAX_BUFFERED} bytes, the most a retry or mirror buffers"),
@@ -568,7 +757,6 @@ pub async fn handle(
             });
         }
     }
-    let key = (source, path.as_str());
     let attempts = plan.retry.as_ref().map_or(1, |r| 1 + r.attempts);
     if let Some(r) = &plan.retry {
         r.budget.earn();
@@ -576,28 +764,14 @@ pub async fn handle(
     let exchange = async {
         let mut last = None;
         for attempt in 0..attempts {
-            let (addr, protocol, slot) = match &target {
-                Target::Upstream(u) => {
-                    match pick(&ctx, u, plan.algorithm, plan.breaker.as_ref().map(|(_, b)| b.as_ref()), key) {
-                        Some(i) => (u.endpoints[i], u.protocol, Some(&u.in_flight[i])),
-                        None => {
-                            return Err((
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                14u8,
-                                format!("every endpoint of `{to}` is ejected by the circuit breaker"),
-                            ))
-                        }
-                    }
-                }
-                Target::Fixed(addr, protocol) => (*addr, *protocol, None),
-            };
+            let (addr, protocol, slot) = admitted.endpoint(ctx, &path, grpc)?;
             let body = match (&buffered, streaming.take()) {
                 (Some(b), _) => full(b.clone()),
                 (None, Some(s)) => s,
                 (None, None) => break,
             };
             let Some(request) = build(&parts, &path, addr, protocol, body) else {
-                return Err((StatusCode::BAD_REQUEST, 3, "invalid request target".into()));
+                return Err(Refusal::new(StatusCode::BAD_REQUEST, 3, "invalid request target"));
             };
             let client = if protocol == Protocol::Grpc { &ctx.clients.http2 } else { &ctx.clients.http1 };
             if let Some(s) = slot {
@@ -606,7 +780,7 @@ pub async fn handle(
             // Ok(response), or Err(whether the connection was refused).
             let call = async {
                 let request = if protocol == Protocol::Http {
-                    match send_affine(&ctx, &origin, addr, request).await {
+                    match send_affine(ctx, origin, addr, request).await {
                         Affined::Answered(r) => return Ok(r),
                         Affined::Failed => return Err(false),
                         Affined::Refused => return Err(true),
@@ -631,9 +805,7 @@ pub async fn handle(
                 }
                 Err(()) => (StatusCode::GATEWAY_TIMEOUT, None),
             };
-            if let Some((_, b)) = &plan.breaker {
-                b.record(addr, status.is_server_error());
-            }
+            admitted.record(addr, status);
             let retryable = plan.retry.as_ref().is_some_and(|r| r.on.contains(&status.as_u16()));
             if retryable && attempt + 1 < attempts && plan.retry.as_ref().is_some_and(|r| r.budget.spend()) {
                 last = Some(status);
@@ -644,45 +816,15 @@ pub async fn handle(
                     crate::h2c::strip_hop_by_hop(resp.headers_mut());
                     Ok(resp.map(|b| b.boxed()))
                 }
-                None => {
-                    let why = match status {
-                        StatusCode::GATEWAY_TIMEOUT => "did not answer in time",
-                        StatusCode::SERVICE_UNAVAILABLE => "refused the connection",
-                        _ => "sent a bad response",
-                    };
-                    Err((status, if status == StatusCode::GATEWAY_TIMEOUT { 4 } else { 14 }, format!("`{to}` {why}")))
-                }
+                None => Err(admitted.failure(status)),
             };
         }
-        Err((last.unwrap_or(StatusCode::BAD_GATEWAY), 14, format!("`{to}` failed")))
+        Err(Refusal::new(last.unwrap_or(StatusCode::BAD_GATEWAY), 14, format!("`{}` failed", admitted.to)))
     };
-    let result = match timeout {
-        Some(t) => match tokio::time::timeout(t, exchange).await {
-            Ok(r) => r,
-            Err(_) => {
-                Err((StatusCode::GATEWAY_TIMEOUT, 4, format!("`{to}` did not answer within {} ms", t.as_millis())))
-            }
-        },
+    match admitted.timeout {
+        Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or_else(|_| Err(admitted.timed_out(t))),
         None => exchange.await,
-    };
-    let response = match result {
-        Ok(r) => r,
-        Err((status, grpc_status, message)) => {
-            ctx.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
-            refuse(grpc, status, grpc_status, message)
-        }
-    };
-    ctx.metrics.observe(started.elapsed());
-    if let Some((policy, sample)) = log_sample {
-        if ctx.chance() < sample {
-            println!(
-                "{{\"policy\":\"{policy}\",\"from\":\"{from}\",\"to\":\"{to}\",\"method\":\"{method}\",\"status\":{},\"duration_us\":{}}}",
-                response.status().as_u16(),
-                started.elapsed().as_micros()
-            );
-        }
     }
-    Ok(response)
 }
 
 /// Answers an `Upgrade: h2c` request with 101 and serves the connection as HTTP/2 from then on,
@@ -700,7 +842,8 @@ fn upgrade(
         let body = match http_body_util::Limited::new(body, crate::h2c::MAX_BODY as usize).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
-                return refuse(false, StatusCode::BAD_REQUEST, 3, "the upgrade request's body is incomplete".into())
+                return Refusal::new(StatusCode::BAD_REQUEST, 3, "the upgrade request's body is incomplete")
+                    .response(false)
             }
         };
         let first = crate::h2c::stream_one(&parts, &body);
@@ -747,9 +890,11 @@ struct Retry {
     budget: Arc<RetryBudget>,
 }
 
-enum Target<'a> {
+/// Where an admitted request goes: a service's endpoints, or one address (an ADM, or an
+/// external host); to a fixed address a request travels in its own protocol.
+pub(crate) enum Target<'a> {
     Upstream(&'a Upstream),
-    Fixed(SocketAddr, Protocol),
+    Fixed(SocketAddr),
 }
 
 /// Releases a circuit breaker's pending slot.
