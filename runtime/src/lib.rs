@@ -6,6 +6,7 @@
 //! load (never silently ignored): the runtime cannot know what such a kind does.
 
 pub mod config;
+pub mod h1;
 pub mod h2c;
 pub mod kernel;
 pub mod proxy;

@@ -49,6 +49,10 @@ struct Cli {
     /// The mesh's cgroups (`<root>/<service>`); default: `adm` under the cgroup v2 mount
     #[arg(long, value_name = "DIR")]
     cgroup_root: Option<PathBuf>,
+    /// Serve every request through hyper's general path. By default plain HTTP/1.1 requests take
+    /// a lean path of admd's own (same policies, less CPU); this rules it out, or compares the two
+    #[arg(long)]
+    hyper_only: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -156,6 +160,7 @@ async fn run(
     use tokio::signal::unix::{signal, SignalKind};
     let listeners = [(Direction::Ingress, runtime.ingress), (Direction::Egress, runtime.egress)];
     let ctx = admd::proxy::Context::with_kernel(runtime, kernel);
+    ctx.lean.store(!cli.hyper_only, std::sync::atomic::Ordering::Relaxed);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for (direction, addr) in listeners {

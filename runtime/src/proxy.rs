@@ -60,6 +60,8 @@ const LATENCY_BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.00
 #[derive(Default)]
 pub struct Metrics {
     pub requests: AtomicU64,
+    /// Of `requests`, those the lean HTTP/1.1 path served (the rest went through hyper).
+    pub lean: AtomicU64,
     pub refused: AtomicU64,
     pub upstream_errors: AtomicU64,
     /// Request durations (to the response's headers): a count per bucket, then the sum in µs.
@@ -80,6 +82,8 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# TYPE admd_requests_total counter\n");
         out.push_str(&format!("admd_requests_total {}\n", self.requests.load(Ordering::Relaxed)));
+        out.push_str("# TYPE admd_lean_requests_total counter\n");
+        out.push_str(&format!("admd_lean_requests_total {}\n", self.lean.load(Ordering::Relaxed)));
         out.push_str("# TYPE admd_refused_total counter\n");
         out.push_str(&format!("admd_refused_total {}\n", self.refused.load(Ordering::Relaxed)));
         out.push_str("# TYPE admd_upstream_errors_total counter\n");
@@ -120,6 +124,10 @@ pub struct Context {
     /// The address upstream connections leave from (the ADM's service address).
     local: Option<std::net::IpAddr>,
     random: AtomicU64,
+    /// Upstream connections of the lean HTTP/1.1 path that no client connection holds.
+    pub(crate) idle: crate::h1::Idle,
+    /// Whether HTTP/1.1 requests take the lean path (`h1.rs`); else hyper serves every request.
+    pub lean: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -139,7 +147,14 @@ impl Context {
             kernel,
             local,
             random: AtomicU64::new(seed),
+            idle: crate::h1::Idle::default(),
+            lean: std::sync::atomic::AtomicBool::new(true),
         })
+    }
+
+    /// The address upstream connections leave from.
+    pub(crate) fn local(&self) -> Option<std::net::IpAddr> {
+        self.local
     }
 
     pub fn current(&self) -> Option<Arc<Runtime>> {
@@ -374,6 +389,7 @@ async fn send_affine(ctx: &Context, origin: &Origin, addr: SocketAddr, mut reque
 }
 
 /// What the chain decided for a request.
+#[expect(clippy::large_enum_variant, reason = "made once per request and moved once: a box would cost an allocation")]
 pub(crate) enum Admit<'rt> {
     /// Forward it, as `Admitted` says.
     Go(Admitted<'rt>),
@@ -1032,6 +1048,15 @@ pub async fn serve_with(
                 let mut shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
+                    // The lean path first; hyper serves what it hands over.
+                    let (prefix, stream) = if ctx.lean.load(Ordering::Relaxed) {
+                        match crate::h1::serve(&ctx, direction, &origin, stream, &mut shutdown, header_read_timeout).await {
+                            crate::h1::Outcome::Done => return,
+                            crate::h1::Outcome::Handoff(prefix, stream) => (prefix, stream),
+                        }
+                    } else {
+                        (Bytes::new(), stream)
+                    };
                     let service = hyper::service::service_fn(move |req| handle(ctx.clone(), direction, origin.clone(), req));
                     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     builder
@@ -1039,7 +1064,7 @@ pub async fn serve_with(
                         .timer(hyper_util::rt::TokioTimer::new())
                         .header_read_timeout(header_read_timeout)
                         .max_buf_size(limits::MAX_HEAD_BYTES);
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(crate::h2c::Prefixed::new(prefix, stream)), service);
                     tokio::pin!(conn);
                     tokio::select! {
                         _ = conn.as_mut() => {}

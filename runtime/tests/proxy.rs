@@ -619,3 +619,297 @@ async fn keep_alive_clients_keep_their_upstream_connections_correct() {
         (seen.iter().filter(|s| **s == a.to_string()).count(), seen.iter().filter(|s| **s == b.to_string()).count());
     assert_eq!((on_a, on_b), (4, 4), "{seen:?}");
 }
+
+// The lean HTTP/1.1 path (`h1.rs`): framing, streaming, connection reuse, and what it hands to hyper.
+
+/// An upstream that answers each request with `reply(path, body)`, over hyper.
+async fn upstream_with<F>(ip: &str, reply: F) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>)
+where
+    F: Fn(
+            &http::request::Parts,
+            Bytes,
+        ) -> http::Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>
+        + Send
+        + Sync
+        + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (reply, count) = (Arc::new(reply), accepted.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let reply = reply.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(reply(&parts, body))
+                    }
+                });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn boxed(body: impl Into<Bytes>) -> http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible> {
+    Full::new(body.into()).boxed()
+}
+
+/// A raw connection from `source` to `proxy`.
+async fn connect(source: &str, proxy: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(proxy).await.unwrap()
+}
+
+/// The responses in `bytes`, in order: (status, headers, body); bodies framed by content-length
+/// or chunked, or running to the end.
+/// A response as a test reads it: status, header fields (lower-case names), body.
+type Parsed = (u16, Vec<(String, String)>, Vec<u8>);
+
+fn responses(mut bytes: &[u8], heads: &[bool]) -> Vec<Parsed> {
+    let mut out = Vec::new();
+    for head_request in heads {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut res = httparse::Response::new(&mut headers);
+        let len = match res.parse(bytes) {
+            Ok(httparse::Status::Complete(len)) => len,
+            other => panic!("not a response ({other:?}): {}", String::from_utf8_lossy(bytes)),
+        };
+        let fields: Vec<(String, String)> = res
+            .headers
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+            .collect();
+        let code = res.code.unwrap();
+        bytes = &bytes[len..];
+        let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let body = if *head_request || code == 204 || code == 304 {
+            Vec::new()
+        } else if field("transfer-encoding").is_some() {
+            let mut body = Vec::new();
+            loop {
+                let Ok(httparse::Status::Complete((used, size))) = httparse::parse_chunk_size(bytes) else {
+                    panic!("bad chunk")
+                };
+                let size = size as usize;
+                body.extend_from_slice(&bytes[used..used + size]);
+                bytes = &bytes[used + size + 2..];
+                if size == 0 {
+                    break;
+                }
+            }
+            body
+        } else if let Some(n) = field("content-length") {
+            let n: usize = n.parse().unwrap();
+            let body = bytes[..n].to_vec();
+            bytes = &bytes[n..];
+            body
+        } else {
+            std::mem::take(&mut bytes).to_vec()
+        };
+        out.push((code, fields, body));
+    }
+    assert!(bytes.is_empty(), "unexpected bytes after the responses: {}", String::from_utf8_lossy(bytes));
+    out
+}
+
+/// Pipelined requests keep their order and their framing: HEAD, 204 and 304 have no body, and a
+/// chunked response passes through as it came.
+#[tokio::test]
+async fn pipelined_requests_keep_the_framing_of_each_response() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, _) = upstream_with("127.0.0.71", |parts, _| {
+        let mut r = http::Response::new(boxed("hello"));
+        match parts.uri.path() {
+            "/none" => *r.status_mut() = http::StatusCode::NO_CONTENT,
+            "/same" => *r.status_mut() = http::StatusCode::NOT_MODIFIED,
+            "/chunked" => {
+                let frames =
+                    ["ab", "cde"].map(|s| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from(s))));
+                *r.body_mut() = http_body_util::StreamBody::new(futures_stream(frames)).boxed();
+            }
+            _ => {}
+        }
+        r
+    })
+    .await;
+    let (p, ctx) =
+        proxy(up, chains(vec![step("tag", "set_header", json!({ "name": "x-mesh", "value": "adm" }))])).await;
+    let mut client = connect("127.0.0.3", p).await;
+    let requests = "HEAD / HTTP/1.1\r\nhost: svc\r\n\r\nGET /none HTTP/1.1\r\nhost: svc\r\n\r\nGET /same HTTP/1.1\r\nhost: svc\r\n\r\n\
+                    GET /chunked HTTP/1.1\r\nhost: svc\r\n\r\nGET /last HTTP/1.1\r\nhost: svc\r\nconnection: close\r\n\r\n";
+    client.write_all(requests.as_bytes()).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), client.read_to_end(&mut bytes)).await.unwrap().unwrap();
+    let got = responses(&bytes, &[true, false, false, false, false]);
+    let summary: Vec<(u16, String)> =
+        got.iter().map(|(s, _, b)| (*s, String::from_utf8_lossy(b).into_owned())).collect();
+    assert_eq!(
+        summary,
+        [(200, ""), (204, ""), (304, ""), (200, "abcde"), (200, "hello")].map(|(s, b)| (s, b.to_string())),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(got[3].1.iter().any(|(n, v)| n == "transfer-encoding" && v == "chunked"));
+    assert!(got[4].1.iter().any(|(n, v)| n == "connection" && v == "close"), "the last response says close");
+    let served = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!((served(&ctx.metrics.requests), served(&ctx.metrics.lean)), (5, 5));
+}
+
+fn futures_stream<T: Send + 'static>(items: impl IntoIterator<Item = T>) -> tokio_stream::Iter<std::vec::IntoIter<T>> {
+    tokio_stream::iter(items.into_iter().collect::<Vec<_>>())
+}
+
+/// A response streams to the client as the upstream sends it: the first part arrives while the
+/// upstream still holds back the rest.
+#[tokio::test]
+async fn responses_stream_as_they_come() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (release, gate) = tokio::sync::mpsc::channel::<()>(1);
+    let gate = Arc::new(tokio::sync::Mutex::new(gate));
+    let (up, _) = upstream_with("127.0.0.72", move |_, _| {
+        let gate = gate.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(2);
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(hyper::body::Frame::data(Bytes::from("first part;")))).await;
+            let _ = gate.lock().await.recv().await;
+            let _ = tx.send(Ok(hyper::body::Frame::data(Bytes::from("second part")))).await;
+        });
+        http::Response::new(http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed())
+    })
+    .await;
+    let (p, _) = proxy(up, chains(vec![])).await;
+    let mut client = connect("127.0.0.3", p).await;
+    client.write_all(b"GET / HTTP/1.1\r\nhost: svc\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("first part;") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("the first part was held back")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(!String::from_utf8_lossy(&seen).contains("second"));
+    release.send(()).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), client.read_to_end(&mut seen)).await.unwrap().unwrap();
+    let got = responses(&seen, &[false]);
+    assert_eq!(String::from_utf8_lossy(&got[0].2), "first part;second part");
+}
+
+/// Request bodies reach the upstream whole, by length or chunked (which hyper serves), however
+/// large; and every request counts once, whichever path served it.
+#[tokio::test]
+async fn request_bodies_arrive_whole_on_either_path() {
+    let (up, _) = upstream_with("127.0.0.73", |_, body| http::Response::new(boxed(body))).await;
+    let (p, ctx) = proxy(up, chains(vec![])).await;
+    let stream = connect("127.0.0.3", p).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let big: Bytes = (0..3_000_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+    for chunked in [false, true, false] {
+        sender.ready().await.unwrap();
+        let body = if chunked {
+            let frames = big
+                .chunks(100_000)
+                .map(|c| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::copy_from_slice(c))));
+            http_body_util::StreamBody::new(futures_stream(frames)).boxed()
+        } else {
+            boxed(big.clone())
+        };
+        let req = http::Request::builder().method("POST").uri("/echo").header("host", "svc").body(body).unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let echoed = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(echoed == big, "chunked: {chunked}, {} bytes came back", echoed.len());
+    }
+    // The chunked one went to hyper, and the rest of its connection with it.
+    let served = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!((served(&ctx.metrics.requests), served(&ctx.metrics.lean)), (3, 1));
+}
+
+/// A refused request's body is skipped: the next request on the connection is read right.
+#[tokio::test]
+async fn a_refused_request_with_a_body_leaves_the_connection_in_step() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, _) =
+        upstream_with("127.0.0.74", |parts, _| http::Response::new(boxed(parts.uri.path().to_string()))).await;
+    let (p, _) =
+        proxy(up, chains(vec![step("auth", "require_header", json!({ "name": "x-token", "value": "t" }))])).await;
+    let mut client = connect("127.0.0.3", p).await;
+    let requests = "POST /refused HTTP/1.1\r\nhost: svc\r\ncontent-length: 11\r\n\r\nhello world\
+                    GET /next HTTP/1.1\r\nhost: svc\r\nx-token: t\r\nconnection: close\r\n\r\n";
+    client.write_all(requests.as_bytes()).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), client.read_to_end(&mut bytes)).await.unwrap().unwrap();
+    let got = responses(&bytes, &[false, false]);
+    assert_eq!((got[0].0, got[1].0), (403, 200), "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(got[1].2, b"/next");
+}
+
+/// Informational responses are dropped, and a body that runs to the close reaches the client,
+/// which is told the connection closes.
+#[tokio::test]
+async fn informational_and_close_delimited_responses_pass_correctly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.75:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nx-up: 1\r\n\r\nall of it, until the close")
+                .await;
+        }
+    });
+    let (p, _) = proxy(up, chains(vec![])).await;
+    for _ in 0..2 {
+        let mut client = connect("127.0.0.3", p).await;
+        client.write_all(b"GET / HTTP/1.1\r\nhost: svc\r\n\r\n").await.unwrap();
+        let mut bytes = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(5), client.read_to_end(&mut bytes)).await.unwrap().unwrap();
+        let got = responses(&bytes, &[false]);
+        assert_eq!(got[0].0, 200);
+        assert_eq!(got[0].2, b"all of it, until the close");
+        assert!(got[0].1.iter().any(|(n, v)| n == "connection" && v == "close"));
+    }
+}
+
+/// Clients that send one request per connection share the upstream connections: the upstream
+/// sees one connection, not one per client.
+#[tokio::test]
+async fn short_lived_clients_share_idle_upstream_connections() {
+    let (up, accepted) = upstream_with("127.0.0.76", |_, _| http::Response::new(boxed("ok"))).await;
+    let (p, _) = proxy(up, chains(vec![])).await;
+    for _ in 0..5 {
+        assert_eq!(send("127.0.0.3", p, "/", &[]).await.0, 200);
+        // The client connection closed: its upstream connection went back to the idle pool.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// With the lean path off, hyper serves every request, under the same policies.
+#[tokio::test]
+async fn hyper_alone_serves_the_same_chain() {
+    let (up, _) = upstream_counting("127.0.0.77").await;
+    let tag = chains(vec![step("tag", "set_header", json!({ "name": "x-mesh", "value": "adm" }))]);
+    let (p, ctx) = proxy(up, tag).await;
+    ctx.lean.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (status, _, body) = send("127.0.0.3", p, "/", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "path=/ headers=x-mesh=adm"));
+    assert_eq!(send("127.0.0.4", p, "/", &[]).await.0, 403);
+    assert_eq!(ctx.metrics.lean.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
