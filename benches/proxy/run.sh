@@ -4,9 +4,10 @@
 #   bash benches/proxy/run.sh            (needs: nginx and wrk from Debian, taskset; a 2-core machine)
 #
 # Fixed rates: `adm-bench load` (open loop, so queueing shows; RATES="2000 10000 20000").
-# Three paths to the same upstream (an nginx answering 200 from memory):
+# Four paths to the same upstream (an nginx answering 200 from memory):
 #   direct   client -> upstream
 #   admd     client -> admd (a 3-policy chain: allow, rate_limit, set_header) -> upstream
+#   hyper    the same admd with --hyper-only (its general path, which HTTP/2 and gRPC take)
 #   nginx    client -> nginx (proxy_pass, upstream keepalive) -> upstream
 # Latency: wrk with one connection, every process pinned to CPU 0 (waking a thread on the other
 # CPU costs 50-80 us here, which would drown the difference). Throughput: the proxy alone on CPU 1
@@ -33,6 +34,7 @@ remove_cgroup() {
 cleanup() {
   for pidfile in "$work"/*.pid; do [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true; done
   [ -n "${ADMD:-}" ] && kill "$ADMD" 2>/dev/null || true
+  [ -n "${HYPER:-}" ] && kill "$HYPER" 2>/dev/null || true
   [ -n "${ATTACH:-}" ] && kill "$ATTACH" 2>/dev/null && sleep 0.5 || true
   [ -n "${cgroot:-}" ] && remove_cgroup
   mountpoint -q "$work/bpf" && umount "$work/bpf" || true
@@ -77,6 +79,8 @@ cat > "$work/admd.json" <<JSON
 }
 JSON
 
+sed 's/"port": 15006/"port": 15016/' "$work/admd.json" > "$work/admd-hyper.json"
+
 rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done; echo "$t"; }
 # wrk's latency percentile in microseconds, and its request count
@@ -87,40 +91,60 @@ rps() { awk '/Requests\/sec/ { print $2 }' "$1"; }
 start_proxies() { # cpu
   taskset -c "$1" target/release/admd --threads 1 --config "$work/admd.json" --admin 127.0.0.60:15020 2>"$work/admd.log" &
   ADMD=$!
+  taskset -c "$1" target/release/admd --threads 1 --hyper-only --config "$work/admd-hyper.json" --admin 127.0.0.60:15021 2>"$work/admd-hyper.log" &
+  HYPER=$!
   taskset -c "$1" nginx -c "$work/proxy.conf"
   for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.60:15006/ 2>/dev/null && break; sleep 0.1; done
   kill -0 "$ADMD" 2>/dev/null || { echo "error: admd did not start:" >&2; cat "$work/admd.log" >&2; exit 2; }
 }
 stop_proxies() {
-  kill "$ADMD"; wait "$ADMD" 2>/dev/null || true; ADMD=
+  for pid in ${ADMD:-} ${HYPER:-}; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+  ADMD= HYPER=
   kill "$(cat "$work/proxy.pid")"; sleep 0.5
 }
 nginx_pids() { echo "$(cat "$work/proxy.pid") $(pgrep -P "$(cat "$work/proxy.pid")" | tr '\n' ' ')"; }
 
-declare -A URL=([direct]=http://127.0.0.61:8080/ [admd]=http://127.0.0.60:15006/ [nginx]=http://127.0.0.60:8081/)
+declare -A URL=([direct]=http://127.0.0.61:8080/ [admd]=http://127.0.0.60:15006/ [hyper]=http://127.0.0.60:15016/ [nginx]=http://127.0.0.60:8081/)
 
-echo "== latency: 1 connection, all on CPU 0, ${DURATION}s each"
+ROUNDS=${ROUNDS:-5}
+# The median over interleaved rounds of a path's percentile (`median_pct lat admd 50%`): the
+# paths share whatever the machine does meanwhile, and one bad second does not decide.
+median_pct() {
+  for r in $(seq "$ROUNDS"); do percentile "$work/$1-$2-$r.txt" "$3"; done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+# Latency rounds of every path in $2.. into files named $1-<path>-<round>.txt; wrk starts
+# through "${RUN[@]}" (in the mesh's cgroup, for the data plane's runs).
+RUN=()
+latency_rounds() {
+  local prefix=$1; shift
+  for r in $(seq "$ROUNDS"); do
+    for name in "$@"; do
+      "${RUN[@]}" taskset -c 0 wrk -t1 -c1 -d"$((DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1))s" --latency "${URL[$name]}" > "$work/$prefix-$name-$r.txt"
+    done
+  done
+}
+
+echo "== latency: 1 connection, all on CPU 0, ${DURATION}s each in $ROUNDS interleaved rounds (medians)"
 start_proxies 0
 idle_admd=$(rss_kb "$ADMD")
-for name in direct admd nginx; do
-  taskset -c 0 wrk -t1 -c1 -d"${DURATION}s" --latency "${URL[$name]}" > "$work/lat-$name.txt"
-done
+latency_rounds lat direct admd hyper nginx
 stop_proxies
 printf '%-8s %10s %10s\n' path "p50 (us)" "p99 (us)"
-for name in direct admd nginx; do
-  printf '%-8s %10s %10s\n' "$name" "$(percentile "$work/lat-$name.txt" 50%)" "$(percentile "$work/lat-$name.txt" 99%)"
+for name in direct admd hyper nginx; do
+  printf '%-8s %10s %10s\n' "$name" "$(median_pct lat "$name" 50%)" "$(median_pct lat "$name" 99%)"
 done
-d50=$(percentile "$work/lat-direct.txt" 50%); d99=$(percentile "$work/lat-direct.txt" 99%)
-a50=$(percentile "$work/lat-admd.txt" 50%); a99=$(percentile "$work/lat-admd.txt" 99%)
-n50=$(percentile "$work/lat-nginx.txt" 50%); n99=$(percentile "$work/lat-nginx.txt" 99%)
-awk -v d50="$d50" -v d99="$d99" -v a50="$a50" -v a99="$a99" -v n50="$n50" -v n99="$n99" 'BEGIN {
-  printf "added p50: admd %.1f us, nginx %.1f us (ratio %.2f); added p99: admd %.1f us, nginx %.1f us (ratio %.2f)\n",
-    a50 - d50, n50 - d50, (a50 - d50) / (n50 - d50), a99 - d99, n99 - d99, (a99 - d99) / (n99 - d99) }'
+d50=$(median_pct lat direct 50%); d99=$(median_pct lat direct 99%)
+n50=$(median_pct lat nginx 50%); n99=$(median_pct lat nginx 99%)
+for name in admd hyper; do
+  awk -v name="$name" -v d50="$d50" -v d99="$d99" -v a50="$(median_pct lat "$name" 50%)" -v a99="$(median_pct lat "$name" 99%)" -v n50="$n50" -v n99="$n99" 'BEGIN {
+    printf "added p50: %s %.1f us, nginx %.1f us (ratio %.2f); added p99: %s %.1f us, nginx %.1f us (ratio %.2f)\n",
+      name, a50 - d50, n50 - d50, (a50 - d50) / (n50 - d50), name, a99 - d99, n99 - d99, (a99 - d99) / (n99 - d99) }'
+done
 
 echo "== fixed request rates (open loop, latency from each request's scheduled start): servers on CPU 0, 8 client connections on CPU 1, ${DURATION}s each"
 start_proxies 0
 for rate in ${RATES:-2000 10000 20000}; do
-  for name in direct admd nginx; do
+  for name in direct admd hyper nginx; do
     printf '%-8s ' "$name"
     hostport=${URL[$name]#http://}
     taskset -c 1 target/release/adm-bench load "${hostport%/}" --rate "$rate" --duration "$DURATION" 2>&1 | tr -d '\n'
@@ -132,7 +156,7 @@ stop_proxies
 if [ "$(id -u)" = 0 ] && [ -z "${NO_EBPF:-}" ]; then
   # The same latency runs with the eBPF data plane: every process starts in one mesh cgroup, so
   # each loopback hop (client -> proxy -> upstream and back) is redirected socket to socket.
-  echo "== latency with the eBPF data plane (sk_msg redirect of every hop), all on CPU 0, ${DURATION}s each"
+  echo "== latency with the eBPF data plane (sk_msg redirect of every hop), all on CPU 0, ${DURATION}s each in $ROUNDS rounds"
   cat > "$work/maps.json" <<JSON
 { "schema_version": 1, "services": [{ "id": 0, "name": "bench", "port": 1, "endpoints": [], "adm": null }], "pairs": [] }
 JSON
@@ -148,18 +172,18 @@ JSON
   ADMD=$!
   in_mesh taskset -c 0 nginx -c "$work/proxy.conf"
   for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.60:15006/ 2>/dev/null && break; sleep 0.1; done
-  for name in direct admd nginx; do
-    in_mesh taskset -c 0 wrk -t1 -c1 -d"${DURATION}s" --latency "${URL[$name]}" > "$work/bpf-$name.txt"
-  done
+  RUN=(in_mesh)
+  latency_rounds bpf direct admd nginx
+  RUN=()
   stop_proxies
   target/release/admd ebpf status --pin "$work/bpf/adm" | head -2
   printf '%-8s %10s %10s\n' path "p50 (us)" "p99 (us)"
   for name in direct admd nginx; do
-    printf '%-8s %10s %10s\n' "$name" "$(percentile "$work/bpf-$name.txt" 50%)" "$(percentile "$work/bpf-$name.txt" 99%)"
+    printf '%-8s %10s %10s\n' "$name" "$(median_pct bpf "$name" 50%)" "$(median_pct bpf "$name" 99%)"
   done
-  b50=$(percentile "$work/bpf-direct.txt" 50%); ba50=$(percentile "$work/bpf-admd.txt" 50%); bn50=$(percentile "$work/bpf-nginx.txt" 50%)
-  b99=$(percentile "$work/bpf-direct.txt" 99%); ba99=$(percentile "$work/bpf-admd.txt" 99%)
-  awk -v d50="$d50" -v d99="$d99" -v n50="$n50" -v n99="$n99" -v b50="$b50" -v a50="$ba50" -v bn50="$bn50" -v a99="$ba99" -v b99="$b99" 'BEGIN {
+  b50=$(median_pct bpf direct 50%); ba50=$(median_pct bpf admd 50%); bn50=$(median_pct bpf nginx 50%)
+  ba99=$(median_pct bpf admd 99%)
+  awk -v d50="$d50" -v d99="$d99" -v n50="$n50" -v n99="$n99" -v b50="$b50" -v a50="$ba50" -v bn50="$bn50" -v a99="$ba99" 'BEGIN {
     printf "admd with the data plane vs nginx without it (a sidecar mesh), added over the plain direct path:\n"
     printf "  p50: admd %.1f us, nginx %.1f us (ratio %.2f); p99: admd %.1f us, nginx %.1f us (ratio %.2f)\n",
       a50 - d50, n50 - d50, (a50 - d50) / (n50 - d50), a99 - d99, n99 - d99, (a99 - d99) / (n99 - d99)
@@ -172,17 +196,26 @@ JSON
   taskset -c 0 nginx -c "$work/upstream.conf"
 fi
 
-echo "== throughput: the proxy alone on CPU 1, wrk and the upstream on CPU 0, 64 connections, ${DURATION}s each"
+echo "== throughput: the proxy alone on CPU 1, wrk and the upstream on CPU 0, 64 connections, ${DURATION}s each in $ROUNDS interleaved rounds"
 start_proxies 1
-for name in admd nginx; do
-  if [ "$name" = admd ]; then pids="$ADMD"; else pids=$(nginx_pids); fi
-  before=$(cpu_ticks $pids)
-  taskset -c 0 wrk -t1 -c64 -d"${DURATION}s" "${URL[$name]}" > "$work/tp-$name.txt"
-  after=$(cpu_ticks $pids)
-  if [ "$name" = admd ]; then rss=$(rss_kb "$ADMD"); else rss=0; for p in $pids; do rss=$((rss + $(rss_kb "$p"))); done; fi
-  n=$(requests "$work/tp-$name.txt")
-  awk -v name="$name" -v r="$(rps "$work/tp-$name.txt")" -v t=$((after - before)) -v n="$n" -v hz="$(getconf CLK_TCK)" -v rss="$rss" \
-    'BEGIN { printf "%-8s %10.0f req/s  %6.2f CPU s per 100k requests  RSS %.1f MB\n", name, r, t / hz / n * 100000, rss / 1024 }'
+proxy_pids() { case $1 in admd) echo "$ADMD" ;; hyper) echo "$HYPER" ;; nginx) nginx_pids ;; esac; }
+declare -A TICKS=() COUNT=()
+for r in $(seq "$ROUNDS"); do
+  for name in admd hyper nginx; do
+    pids=$(proxy_pids "$name")
+    before=$(cpu_ticks $pids)
+    taskset -c 0 wrk -t1 -c64 -d"$((DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1))s" "${URL[$name]}" > "$work/tp-$name-$r.txt"
+    after=$(cpu_ticks $pids)
+    TICKS[$name]=$(( ${TICKS[$name]:-0} + after - before ))
+    COUNT[$name]=$(( ${COUNT[$name]:-0} + $(requests "$work/tp-$name-$r.txt") ))
+  done
+done
+for name in admd hyper nginx; do
+  pids=$(proxy_pids "$name")
+  rss=0; for p in $pids; do rss=$((rss + $(rss_kb "$p"))); done
+  median=$(for r in $(seq "$ROUNDS"); do rps "$work/tp-$name-$r.txt"; done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+  awk -v name="$name" -v r="$median" -v t="${TICKS[$name]}" -v n="${COUNT[$name]}" -v hz="$(getconf CLK_TCK)" -v rss="$rss" \
+    'BEGIN { printf "%-8s %10.0f req/s (median)  %6.2f CPU s per 100k requests  RSS %.1f MB\n", name, r, t / hz / n * 100000, rss / 1024 }'
 done
 stop_proxies
 awk -v i="$idle_admd" 'BEGIN { printf "admd idle RSS: %.1f MB\n", i / 1024 }'

@@ -701,11 +701,17 @@ fn responses(mut bytes: &[u8], heads: &[bool]) -> Vec<Parsed> {
                     panic!("bad chunk")
                 };
                 let size = size as usize;
-                body.extend_from_slice(&bytes[used..used + size]);
-                bytes = &bytes[used + size + 2..];
                 if size == 0 {
+                    // Trailer lines, then an empty one.
+                    bytes = &bytes[used..];
+                    while !bytes.starts_with(b"\r\n") {
+                        bytes = &bytes[bytes.windows(2).position(|w| w == b"\r\n").unwrap() + 2..];
+                    }
+                    bytes = &bytes[2..];
                     break;
                 }
+                body.extend_from_slice(&bytes[used..used + size]);
+                bytes = &bytes[used + size + 2..];
             }
             body
         } else if let Some(n) = field("content-length") {
@@ -912,4 +918,89 @@ async fn hyper_alone_serves_the_same_chain() {
     assert_eq!((status, body.as_str()), (200, "path=/ headers=x-mesh=adm"));
     assert_eq!(send("127.0.0.4", p, "/", &[]).await.0, 403);
     assert_eq!(ctx.metrics.lean.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+/// An upstream that reads a request head and answers `reply`, one byte per write, then closes.
+async fn trickling_upstream(ip: &str, reply: &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                for byte in reply {
+                    if s.write_all(&[*byte]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Heads and bodies split at every byte, both ways, are read the same: the client's request
+/// arrives one byte per write, and the upstream's chunked answer (with an extension and a trailer)
+/// one byte per write too.
+#[tokio::test]
+async fn messages_split_at_every_byte_are_read_the_same() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const REPLY: &[u8] =
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nx-sum: 9\r\n\r\n";
+    let up = trickling_upstream("127.0.0.78", REPLY).await;
+    let (p, _) = proxy(up, chains(vec![])).await;
+    let mut client = connect("127.0.0.3", p).await;
+    client.set_nodelay(true).unwrap();
+    for byte in b"GET /split HTTP/1.1\r\nhost: svc\r\nx-long-header: aaaaaaaaaaaaaaaa\r\nconnection: close\r\n\r\n" {
+        client.write_all(&[*byte]).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let mut bytes = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), client.read_to_end(&mut bytes)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.ends_with("4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nx-sum: 9\r\n\r\n"), "{text}");
+    assert_eq!(responses(&bytes, &[false])[0].2, b"Wikipedia");
+}
+
+/// An upstream that refuses the connection gets 503, one that answers garbage or an endless head
+/// gets 502; the client's connection serves on after each.
+#[tokio::test]
+async fn upstream_failures_are_named_and_the_client_connection_serves_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let closed = {
+        let l = tokio::net::TcpListener::bind("127.0.0.79:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let garbage = trickling_upstream("127.0.0.80", b"SPDY/9 what\r\n\r\n").await;
+    let endless: &'static [u8] =
+        Box::leak(format!("HTTP/1.1 200 OK\r\nx: {}\r\n\r\n", "a".repeat(70_000)).into_bytes().into());
+    let endless = trickling_upstream("127.0.0.81", endless).await;
+    for (up, status, why) in
+        [(closed, 503, "refused the connection"), (garbage, 502, "bad response"), (endless, 502, "bad response")]
+    {
+        let (p, ctx) = proxy(up, chains(vec![])).await;
+        let mut client = connect("127.0.0.3", p).await;
+        client
+            .write_all(b"GET /a HTTP/1.1\r\nhost: svc\r\n\r\nGET /b HTTP/1.1\r\nhost: svc\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut bytes = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(5), client.read_to_end(&mut bytes)).await.unwrap().unwrap();
+        let got = responses(&bytes, &[false, false]);
+        for (code, _, body) in &got {
+            assert_eq!(*code, status, "{}", String::from_utf8_lossy(body));
+            assert!(String::from_utf8_lossy(body).contains(why), "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(ctx.metrics.upstream_errors.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
 }
