@@ -101,6 +101,7 @@ pub async fn serve(
     header_read_timeout: Duration,
 ) -> Outcome {
     let mut conn = Conn {
+        stopping: shutdown.clone(),
         ctx,
         direction,
         origin,
@@ -126,6 +127,8 @@ enum Next {
 }
 
 struct Conn<'a> {
+    /// Says when the proxy shuts down: the response in flight is the connection's last.
+    stopping: tokio::sync::watch::Receiver<bool>,
     ctx: &'a Context,
     direction: Direction,
     origin: &'a Origin,
@@ -448,7 +451,7 @@ impl Conn<'_> {
     /// client connection can carry another request. The upstream connection is kept when the
     /// response ended cleanly.
     async fn relay(&mut self, mut upstream: TcpStream, addr: SocketAddr, response: ResponseHead, close: bool) -> bool {
-        let close = close || response.framing == Framing::Close;
+        let close = close || response.framing == Framing::Close || *self.stopping.borrow();
         self.out.clear();
         write_response_head(&mut self.out, &self.up[..response.len], close);
         self.up.advance(response.len);

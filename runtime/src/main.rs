@@ -196,9 +196,15 @@ async fn run(
     }
     eprintln!("admd: draining");
     let _ = stop.send(true);
+    // Requests in flight get ten seconds to finish; idle connections close at once.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     for t in tasks {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+        if tokio::time::timeout_at(deadline, t).await.is_err() {
+            eprintln!("admd: requests still in flight after 10 s are cut off");
+            break;
+        }
     }
+    eprintln!("admd: stopped");
     Ok(())
 }
 

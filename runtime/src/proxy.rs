@@ -1012,7 +1012,8 @@ pub mod limits {
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
-/// Serves one listener until `shutdown` resolves; connections in flight finish.
+/// Serves one listener until `shutdown` resolves, then until its connections have finished the
+/// requests they were serving (idle ones close at once).
 pub async fn serve(
     ctx: Arc<Context>,
     direction: Direction,
@@ -1075,7 +1076,11 @@ pub async fn serve_with(
                     }
                 });
             }
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                // Drain: every connection holds a permit until it ends; requests in flight finish.
+                let _ = connections.acquire_many(limits::MAX_CONNECTIONS as u32).await;
+                return;
+            }
         }
     }
 }

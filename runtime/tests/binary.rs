@@ -7,11 +7,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 fn config(port: u16, allowed: &str) -> String {
+    config_to(port, allowed, 9)
+}
+
+/// The same, with the service's endpoint at `127.0.0.52:upstream`.
+fn config_to(port: u16, allowed: &str, upstream: u16) -> String {
     serde_json::json!({
         "schema_version": 1,
         "service": "svc",
         "listeners": { "ingress": { "address": "127.0.0.51", "port": port }, "egress": null },
-        "upstreams": [{ "service": "svc", "protocol": "http", "endpoints": [{ "address": "127.0.0.52", "port": 9 }] }],
+        "upstreams": [{ "service": "svc", "protocol": "http", "endpoints": [{ "address": "127.0.0.52", "port": upstream }] }],
         "peers": [],
         "routes": [{ "from": "external", "to": "svc", "direction": "ingress",
             "chains": [{ "methods": null, "chain": [{ "policy": "acl", "kind": "allow", "unit": "call external -> svc",
@@ -153,4 +158,79 @@ fn access_log_writes_json_lines_for_sampled_requests() {
         )
     );
     assert!(line["duration_us"].is_u64(), "{line}");
+}
+
+/// SIGTERM lets the requests in flight finish (an upstream that takes a second to answer), on
+/// the lean path and on hyper's, then admd exits cleanly.
+#[test]
+fn sigterm_lets_requests_in_flight_finish() {
+    use std::io::{Read, Write};
+    let upstream = std::net::TcpListener::bind("127.0.0.52:0").unwrap();
+    let upstream_port = upstream.local_addr().unwrap().port();
+    let (arrived, arrivals) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in upstream.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let arrived = arrived.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = arrived.send(());
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow");
+            });
+        }
+    });
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admd-drain");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("svc.json");
+    let port = free_port();
+    std::fs::write(&path, config_to(port, "external", upstream_port)).unwrap();
+    let admin = format!("127.0.0.51:{}", free_port());
+    let mut child = spawn(&path, &admin, Stdio::null());
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(lines.by_ref().map(Result::unwrap).any(|l| l.contains("ready")));
+    // One request on the lean path, one that hyper serves (a chunked body).
+    let requests = [
+        "GET / HTTP/1.1\r\nhost: svc\r\n\r\n",
+        "POST / HTTP/1.1\r\nhost: svc\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+    ];
+    let clients: Vec<_> = requests
+        .iter()
+        .map(|request| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.51", port)).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            std::thread::spawn(move || {
+                let mut answer = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Until the body has come (the connection may stay open).
+                while !String::from_utf8_lossy(&answer).ends_with("slow") {
+                    match s.read(&mut buf) {
+                        Ok(n) if n > 0 => answer.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+                String::from_utf8_lossy(&answer).into_owned()
+            })
+        })
+        .collect();
+    for _ in &requests {
+        arrivals.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    for client in clients {
+        let answer = client.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("slow"), "{answer}");
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let said: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(said.iter().any(|l| l.contains("stopped")), "{said:?}");
+    assert!(!said.iter().any(|l| l.contains("cut off")), "{said:?}");
 }
