@@ -53,6 +53,10 @@ struct Cli {
     /// a lean path of admd's own (same policies, less CPU); this rules it out, or compares the two
     #[arg(long)]
     hyper_only: bool,
+    /// The most of a request body that a `retry` or `mirror` buffers (to send it again), as bytes
+    /// or with a unit: 512KB, 4MB. A larger body is refused with 413 (gRPC: RESOURCE_EXHAUSTED)
+    #[arg(long, value_name = "SIZE", default_value = "1MB", value_parser = parse_size)]
+    max_buffered: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -69,6 +73,22 @@ enum Command {
     /// The eBPF data plane of this host: steering by the plan, in-kernel redirection, identity
     #[command(subcommand)]
     Ebpf(ebpf::Command),
+}
+
+/// A size in bytes: `65536`, `64KB`, `1MB`, `1GB` (units of 1024, as in `.adm` sizes).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        other => return Err(format!("unknown unit `{other}` (B, KB, MB or GB)")),
+    };
+    let n: usize = digits.parse().map_err(|_| format!("`{text}` is not a size (like 65536, 512KB or 4MB)"))?;
+    n.checked_mul(scale).ok_or_else(|| format!("`{text}` is too large"))
 }
 
 fn main() -> ExitCode {
@@ -161,6 +181,7 @@ async fn run(
     let listeners = [(Direction::Ingress, runtime.ingress), (Direction::Egress, runtime.egress)];
     let ctx = admd::proxy::Context::with_kernel(runtime, kernel);
     ctx.lean.store(!cli.hyper_only, std::sync::atomic::Ordering::Relaxed);
+    ctx.max_buffered.store(cli.max_buffered, std::sync::atomic::Ordering::Relaxed);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for (direction, addr) in listeners {
@@ -261,5 +282,21 @@ async fn admin_server(
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_read_like_adm_sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("512KB"), Ok(512 << 10));
+        assert_eq!(parse_size("4MB"), Ok(4 << 20));
+        assert_eq!(parse_size("1GB"), Ok(1 << 30));
+        assert!(parse_size("4 XB").is_err());
+        assert!(parse_size("MB").is_err());
+        assert!(parse_size("99999999999999999999GB").is_err());
     }
 }

@@ -128,6 +128,8 @@ pub struct Context {
     pub(crate) idle: crate::h1::Idle,
     /// Whether HTTP/1.1 requests take the lean path (`h1.rs`); else hyper serves every request.
     pub lean: std::sync::atomic::AtomicBool,
+    /// The most of a request body a retry or a mirror buffers (`admd --max-buffered`).
+    pub max_buffered: std::sync::atomic::AtomicUsize,
 }
 
 impl Context {
@@ -149,6 +151,7 @@ impl Context {
             random: AtomicU64::new(seed),
             idle: crate::h1::Idle::default(),
             lean: std::sync::atomic::AtomicBool::new(true),
+            max_buffered: std::sync::atomic::AtomicUsize::new(MAX_BUFFERED),
         })
     }
 
@@ -733,13 +736,14 @@ async fn forward(
     crate::h2c::strip_hop_by_hop(&mut parts.headers);
     // A retry or a mirror needs the body again: it is buffered, up to a bound.
     let (buffered, mut streaming) = if plan.retry.is_some() || !plan.mirrors.is_empty() {
-        match http_body_util::Limited::new(body, MAX_BUFFERED).collect().await {
+        let limit = ctx.max_buffered.load(Ordering::Relaxed);
+        match http_body_util::Limited::new(body, limit).collect().await {
             Ok(b) => (Some(b.to_bytes()), None),
             Err(_) => {
                 return Err(Refusal::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     8,
-                    format!("the body is over {MAX_BUFFERED} bytes, the most a retry or mirror buffers"),
+                    format!("the body is over {limit} bytes, the most a retry or mirror buffers (admd --max-buffered)"),
                 ));
             }
         }
@@ -887,7 +891,7 @@ fn upgrade(
     })
 }
 
-/// The most a retry or a mirror buffers of a request body.
+/// The most a retry or a mirror buffers of a request body, unless `admd --max-buffered` says.
 pub const MAX_BUFFERED: usize = 1 << 20;
 
 /// What the chain asks of the forwarding.

@@ -1004,3 +1004,28 @@ async fn upstream_failures_are_named_and_the_client_connection_serves_on() {
         assert_eq!(ctx.metrics.upstream_errors.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 }
+
+/// A retry buffers the body to send it again, up to `max_buffered`: a larger body is refused
+/// with 413, a smaller one goes through whole.
+#[tokio::test]
+async fn a_retry_buffers_bodies_up_to_the_configured_bound() {
+    let (up, _) = upstream_with("127.0.0.82", |_, body| http::Response::new(boxed(body))).await;
+    let retry = json!({ "attempts": 1, "per_try_timeout": { "us": 1_000_000 }, "retry_on": [503] });
+    let (p, ctx) = proxy(up, chains(vec![step("again", "retry", retry)])).await;
+    ctx.max_buffered.store(1000, std::sync::atomic::Ordering::Relaxed);
+    for (size, status) in [(1000usize, 200u16), (1001, 413)] {
+        let stream = connect("127.0.0.3", p).await;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let body = boxed(vec![b'x'; size]);
+        let req = http::Request::builder().method("POST").uri("/").header("host", "svc").body(body).unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        assert_eq!(response.status(), status, "{size} bytes");
+        let text = response.into_body().collect().await.unwrap().to_bytes();
+        if status == 200 {
+            assert_eq!(text.len(), size);
+        } else {
+            assert!(String::from_utf8_lossy(&text).contains("over 1000 bytes"), "{text:?}");
+        }
+    }
+}
