@@ -707,7 +707,10 @@ pub async fn handle(
     let admitted = match admit(&ctx, &rt, direction, &origin, &mut parts, false).await {
         Admit::Go(a) => a,
         Admit::Refused(r) => return Ok(r.response(grpc)),
-        Admit::Defer => unreachable!("only the lean path defers"),
+        // Only the lean path is ever deferred (`lean` is false here).
+        Admit::Defer => {
+            return Ok(Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, 13, "no path serves this request").response(grpc))
+        }
     };
     let response = match forward(&ctx, &rt, &origin, &admitted, parts, body, grpc).await {
         Ok(r) => r,
