@@ -70,6 +70,8 @@ impl Idle {
     fn put(&self, addr: SocketAddr, stream: TcpStream) {
         if let Ok(mut idle) = self.0.lock() {
             let list = idle.entry(addr).or_default();
+            // Connections the upstream closed meanwhile go first.
+            list.retain(alive);
             if list.len() < IDLE_PER_UPSTREAM {
                 list.push(stream);
             }
