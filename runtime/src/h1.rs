@@ -5,9 +5,10 @@
 //! client connection holds for itself (taken from a shared idle pool, given back when the client
 //! leaves): bodies stream through unchanged, in both directions, and nothing is buffered beyond
 //! one read. Whatever this path does not do is handed to hyper with the bytes read so far, for
-//! the rest of the connection: HTTP/2 (prior knowledge), HTTP/1.0, upgrades (h2c, WebSocket),
-//! `Expect`, chunked request bodies, gRPC, and chains with a retry or a mirror (they buffer the
-//! body). The hand-off happens before any policy has acted on the request, so nothing counts twice.
+//! the rest of the connection: HTTP/2 (prior knowledge), HTTP/1.0, the h2c upgrade, `Expect`,
+//! chunked request bodies, gRPC, and chains with a retry or a mirror (they buffer the body).
+//! Other upgrades (WebSocket) are tunnelled here: the upgrade request passes the chain like any
+//! other, and once the upstream answers 101 the bytes flow both ways untouched. The hand-off happens before any policy has acted on the request, so nothing counts twice.
 //!
 //! Why a second path: on loopback the proxy's own work is most of what a mesh adds to a call,
 //! and hyper's general machinery (a task and a channel per upstream connection, a header map
@@ -156,6 +157,8 @@ struct Head {
     length: u64,
     /// The client asked to close the connection after this request.
     close: bool,
+    /// The protocol the client asks to switch to (`upgrade`, named in `connection`), not h2c.
+    upgrade: Option<http::HeaderValue>,
 }
 
 /// Why a request head is not served here.
@@ -313,6 +316,11 @@ impl Conn<'_> {
             }
         };
         crate::h2c::strip_hop_by_hop(&mut head.parts.headers);
+        if let Some(protocol) = &head.upgrade {
+            let headers = &mut head.parts.headers;
+            headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("upgrade"));
+            headers.insert(http::header::UPGRADE, protocol.clone());
+        }
         self.out.clear();
         write_request(&mut self.out, &head.parts, &path, addr);
         // The body's first bytes often came with the head: they go out in the same write.
@@ -325,7 +333,7 @@ impl Conn<'_> {
         if let Some(s) = slot {
             s.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let round_trip = self.round_trip(addr, rest, idempotent, head_request);
+        let round_trip = self.round_trip(addr, rest, idempotent, head_request, head.upgrade.is_some());
         let result = match admitted.timeout {
             Some(t) => {
                 tokio::time::timeout(t, round_trip).await.unwrap_or(Err(Failed::Upstream(StatusCode::GATEWAY_TIMEOUT)))
@@ -351,6 +359,9 @@ impl Conn<'_> {
         };
         admitted.record(addr, response.status);
         admitted.finish(self.ctx, response.status);
+        if response.status == StatusCode::SWITCHING_PROTOCOLS {
+            return self.tunnel(upstream, response).await;
+        }
         self.relay(upstream, addr, response, head.close).await
     }
 
@@ -410,6 +421,7 @@ impl Conn<'_> {
         rest: u64,
         idempotent: bool,
         head_request: bool,
+        upgrading: bool,
     ) -> Result<(TcpStream, ResponseHead), Failed> {
         let again = idempotent && rest == 0;
         for fresh in [false, true] {
@@ -424,7 +436,7 @@ impl Conn<'_> {
             if rest > 0 {
                 self.copy_body(&mut upstream, rest).await?;
             }
-            match read_response(&mut upstream, &mut self.up, head_request).await {
+            match read_response(&mut upstream, &mut self.up, head_request, upgrading).await {
                 Ok(response) => return Ok((upstream, response)),
                 Err(true) if reused && again && !fresh => continue,
                 Err(_) => return Err(Failed::Upstream(StatusCode::BAD_GATEWAY)),
@@ -447,6 +459,25 @@ impl Conn<'_> {
             n -= take as u64;
         }
         Ok(())
+    }
+
+    /// Passes the upstream's 101 (its head is in `up`) to the client, then the bytes of the new
+    /// protocol both ways, as they come, until both sides have closed. The connection is done.
+    async fn tunnel(&mut self, mut upstream: TcpStream, response: ResponseHead) -> bool {
+        // The 101 as the upstream sent it: its `connection` and `upgrade` are the point.
+        let head = self.up.split_to(response.len);
+        let early = async {
+            self.client.write_all(&head).await?;
+            // Bytes either side sent right behind its head go first.
+            self.client.write_all(&self.up).await?;
+            upstream.write_all(&self.buf).await
+        };
+        if early.await.is_ok() {
+            let _ = tokio::io::copy_bidirectional(&mut self.client, &mut upstream).await;
+        }
+        self.up.clear();
+        self.buf.clear();
+        false
     }
 
     /// Passes the response (its head is in `up`) to the client, its body as it comes; whether the
@@ -554,6 +585,7 @@ fn parse_request(bytes: &[u8]) -> Result<Head, Unserved> {
     parts.headers.reserve(req.headers.len());
     let mut length = None;
     let mut close = false;
+    let (mut upgrade, mut upgrading) = (None, false);
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -566,18 +598,19 @@ fn parse_request(bytes: &[u8]) -> Result<Head, Unserved> {
             if length.replace(n).is_some() {
                 return Err(Unserved::Defer);
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("upgrade")
-            || name.eq_ignore_ascii_case("expect")
-        {
+        } else if name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("expect") {
             return Err(Unserved::Defer);
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            // h2c is hyper's (`h2c.rs`); other protocols are tunnelled here.
+            if h.value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c")) {
+                return Err(Unserved::Defer);
+            }
+            upgrade = Some(http::HeaderValue::from_bytes(h.value).map_err(|_| bad("invalid header value"))?);
         } else if name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
                 close |= token.eq_ignore_ascii_case(b"close");
-                if token.eq_ignore_ascii_case(b"upgrade") {
-                    return Err(Unserved::Defer);
-                }
+                upgrading |= token.eq_ignore_ascii_case(b"upgrade");
             }
         } else if name.eq_ignore_ascii_case("content-type") && h.value.starts_with(b"application/grpc") {
             return Err(Unserved::Defer);
@@ -586,7 +619,9 @@ fn parse_request(bytes: &[u8]) -> Result<Head, Unserved> {
         let value = http::HeaderValue::from_bytes(h.value).map_err(|_| bad("invalid header value"))?;
         parts.headers.append(name, value);
     }
-    Ok(Head { parts, length: length.unwrap_or(0), close })
+    // An upgrade counts only when `connection` names it (RFC 9110 §7.8).
+    let upgrade = upgrade.filter(|_| upgrading);
+    Ok(Head { parts, length: length.unwrap_or(0), close, upgrade })
 }
 
 /// The request line and headers for the upstream, in origin form.
@@ -608,9 +643,15 @@ fn write_request(out: &mut Vec<u8>, parts: &http::request::Parts, path: &str, ad
     out.extend_from_slice(b"\r\n");
 }
 
-/// Reads a response head into `up` (final responses only: 1xx ones are dropped). `Err(true)` when
-/// the connection ended before any byte of an answer (a reused connection the upstream had closed).
-async fn read_response(upstream: &mut TcpStream, up: &mut BytesMut, head_request: bool) -> Result<ResponseHead, bool> {
+/// Reads a response head into `up` (final responses only: 1xx ones are dropped, but for the 101
+/// that accepts an upgrade the client asked for). `Err(true)` when the connection ended before any
+/// byte of an answer (a reused connection the upstream had closed).
+async fn read_response(
+    upstream: &mut TcpStream,
+    up: &mut BytesMut,
+    head_request: bool,
+    upgrading: bool,
+) -> Result<ResponseHead, bool> {
     let mut answered = false;
     loop {
         if !up.is_empty() {
@@ -621,7 +662,10 @@ async fn read_response(upstream: &mut TcpStream, up: &mut BytesMut, head_request
                     let code = res.code.unwrap_or(0);
                     let status = StatusCode::from_u16(code).map_err(|_| false)?;
                     if status == StatusCode::SWITCHING_PROTOCOLS {
-                        return Err(false);
+                        if !upgrading {
+                            return Err(false);
+                        }
+                        return Ok(ResponseHead { status, len, framing: Framing::Empty, reusable: false });
                     }
                     if status.is_informational() {
                         up.advance(len);
@@ -874,7 +918,7 @@ mod tests {
         for head in [
             "GET / HTTP/1.0\r\n\r\n",
             "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
-            "GET / HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nconnection: upgrade, http2-settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
             "POST / HTTP/1.1\r\nexpect: 100-continue\r\ncontent-length: 1\r\n\r\n",
             "POST /a.B/C HTTP/1.1\r\ncontent-type: application/grpc\r\n\r\n",
             "POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 1\r\n\r\n",
@@ -889,5 +933,12 @@ mod tests {
         let head = parse_request(b"PUT /x?y HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
             .unwrap_or_else(|_| panic!("served here"));
         assert_eq!((head.length, head.close, head.parts.uri.to_string()), (5, true, "/x?y".to_string()));
+        // A WebSocket upgrade is served (tunnelled) here, when `connection` names it.
+        let ws = |connection: &str| {
+            let text = format!("GET /chat HTTP/1.1\r\nconnection: {connection}\r\nupgrade: websocket\r\n\r\n");
+            parse_request(text.as_bytes()).unwrap_or_else(|_| panic!("served here")).upgrade
+        };
+        assert_eq!(ws("Upgrade").as_ref().map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+        assert_eq!(ws("keep-alive"), None);
     }
 }

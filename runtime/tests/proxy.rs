@@ -1029,3 +1029,79 @@ async fn a_retry_buffers_bodies_up_to_the_configured_bound() {
         }
     }
 }
+
+/// A WebSocket upgrade passes the chain once, then the connection is a tunnel: bytes sent right
+/// behind the request and later ones reach the upstream, its answers come back, until the close.
+/// A refused upgrade opens nothing.
+#[tokio::test]
+async fn websocket_upgrades_are_tunnelled_after_the_chain() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.83:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+                let asked = head.contains("connection: upgrade") && head.contains("upgrade: websocket");
+                if !asked || !head.contains("x-mesh: adm") {
+                    let _ = s.write_all(b"HTTP/1.1 426 Upgrade Required\r\ncontent-length: 0\r\n\r\n").await;
+                    return;
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
+                    .await;
+                // Echo, upper-cased, what came behind the head and what comes after.
+                let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let mut pending = seen[end..].to_vec();
+                loop {
+                    if !pending.is_empty() && s.write_all(&pending.to_ascii_uppercase()).await.is_err() {
+                        return;
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => pending = buf[..n].to_vec(),
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    let allow = step("acl", "allow", json!({ "from": [service("frontend")] }));
+    let tag = step("tag", "set_header", json!({ "name": "x-mesh", "value": "adm" }));
+    let (p, ctx) = proxy(up, chains(vec![allow, tag])).await;
+    let mut client = connect("127.0.0.3", p).await;
+    client
+        .write_all(b"GET /chat HTTP/1.1\r\nhost: svc\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\nhello")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    for wanted in ["HELLO", "AGAIN"] {
+        while !String::from_utf8_lossy(&got).ends_with(wanted) {
+            let n =
+                tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        client.write_all(b"again").await.unwrap();
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
+    // The client closes its side: the tunnel closes the other.
+    client.shutdown().await.unwrap();
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(5), client.read_to_end(&mut got)).await;
+    assert!(rest.is_ok(), "the tunnel stayed open");
+    assert_eq!(ctx.metrics.lean.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // From a source the chain refuses, no tunnel: a 403, and the upstream never sees it.
+    let refused =
+        raw("127.0.0.5", p, b"GET /chat HTTP/1.1\r\nhost: svc\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
+            .await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+}
