@@ -200,18 +200,12 @@ enum Failed {
 impl Conn<'_> {
     async fn run(&mut self, shutdown: &mut tokio::sync::watch::Receiver<bool>, header_read_timeout: Duration) -> Next {
         loop {
-            let len = match self.read_head(shutdown, header_read_timeout).await {
-                Ok(Some(len)) => len,
+            let head = match self.read_head(shutdown, header_read_timeout).await {
+                Ok(Some(len)) => parse_request(&self.buf[..len]).map(|head| (len, head)),
                 Ok(None) => return Next::Close,
-                Err(Unserved::Defer) => return Next::Handoff,
-                Err(Unserved::Bad(status, why)) => {
-                    self.out.clear();
-                    Refusal { status, grpc_status: 3, message: why.to_string() }.write_h1(&mut self.out, true);
-                    let _ = self.client.write_all(&self.out).await;
-                    return Next::Close;
-                }
+                Err(unserved) => Err(unserved),
             };
-            let mut head = match parse_request(&self.buf[..len]) {
+            let (len, mut head) = match head {
                 Ok(head) => head,
                 Err(Unserved::Defer) => return Next::Handoff,
                 Err(Unserved::Bad(status, why)) => {
@@ -297,8 +291,7 @@ impl Conn<'_> {
             };
             match read {
                 Ok(Ok(n)) if n > 0 => {}
-                _ if self.buf.is_empty() => return Ok(None),
-                // The client closed in the middle of a head: nothing to answer.
+                // Closed or idle between requests, or in the middle of a head: nothing to answer.
                 _ => return Ok(None),
             }
         }
