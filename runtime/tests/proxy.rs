@@ -920,9 +920,24 @@ async fn hyper_alone_serves_the_same_chain() {
     assert_eq!(ctx.metrics.lean.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
+/// What a raw server reads up to the end of a request head (and any bytes that came behind it);
+/// `None` when the connection ends first.
+async fn request_head(s: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+    Some(seen)
+}
+
 /// An upstream that reads a request head and answers `reply`, one byte per write, then closes.
 async fn trickling_upstream(ip: &str, reply: &'static [u8]) -> SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -930,13 +945,8 @@ async fn trickling_upstream(ip: &str, reply: &'static [u8]) -> SocketAddr {
             let Ok((mut s, _)) = listener.accept().await else { return };
             let _ = s.set_nodelay(true);
             tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
+                if request_head(&mut s).await.is_none() {
+                    return;
                 }
                 for byte in reply {
                     if s.write_all(&[*byte]).await.is_err() {
@@ -1042,14 +1052,8 @@ async fn websocket_upgrades_are_tunnelled_after_the_chain() {
         loop {
             let Ok((mut s, _)) = listener.accept().await else { return };
             tokio::spawn(async move {
-                let mut seen = Vec::new();
+                let Some(seen) = request_head(&mut s).await else { return };
                 let mut buf = [0u8; 4096];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
-                }
                 let head = String::from_utf8_lossy(&seen).to_ascii_lowercase();
                 let asked = head.contains("connection: upgrade") && head.contains("upgrade: websocket");
                 if !asked || !head.contains("x-mesh: adm") {
