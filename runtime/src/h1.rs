@@ -200,13 +200,9 @@ enum Failed {
 impl Conn<'_> {
     async fn run(&mut self, shutdown: &mut tokio::sync::watch::Receiver<bool>, header_read_timeout: Duration) -> Next {
         loop {
-            let head = match self.read_head(shutdown, header_read_timeout).await {
-                Ok(Some(len)) => parse_request(&self.buf[..len]).map(|head| (len, head)),
+            let (len, mut head) = match self.read_head(shutdown, header_read_timeout).await {
+                Ok(Some(head)) => head,
                 Ok(None) => return Next::Close,
-                Err(unserved) => Err(unserved),
-            };
-            let (len, mut head) = match head {
-                Ok(head) => head,
                 Err(Unserved::Defer) => return Next::Handoff,
                 Err(Unserved::Bad(status, why)) => {
                     self.out.clear();
@@ -239,35 +235,18 @@ impl Conn<'_> {
         }
     }
 
-    /// Reads until `buf` starts with a whole request head; its length, or `None` when the client
-    /// closed (or idled, or the proxy shuts down) between requests.
+    /// Reads until `buf` starts with a whole request head: its length and the head, or `None`
+    /// when the client closed (or idled, or the proxy shuts down) between requests.
     async fn read_head(
         &mut self,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
         header_read_timeout: Duration,
-    ) -> Result<Option<usize>, Unserved> {
+    ) -> Result<Option<(usize, Head)>, Unserved> {
         let mut deadline = None;
         loop {
             if !self.buf.is_empty() {
-                let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
-                match httparse::Request::new(&mut []).parse_with_uninit_headers(&self.buf, &mut headers) {
-                    Ok(httparse::Status::Complete(len)) => return Ok(Some(len)),
-                    Ok(httparse::Status::Partial) if self.buf.len() >= limits::MAX_HEAD_BYTES => {
-                        return Err(Unserved::Bad(
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            "the request head is too large",
-                        ))
-                    }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(httparse::Error::TooManyHeaders) => {
-                        return Err(Unserved::Bad(
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            "the request has too many headers",
-                        ))
-                    }
-                    // HTTP/2 with prior knowledge, and whatever else hyper knows better.
-                    Err(_) if self.buf.starts_with(b"PRI * HTTP/2") => return Err(Unserved::Defer),
-                    Err(_) => return Err(Unserved::Bad(StatusCode::BAD_REQUEST, "malformed request")),
+                if let Some(head) = parse_request(&self.buf)? {
+                    return Ok(Some(head));
                 }
             }
             if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER {
@@ -300,8 +279,9 @@ impl Conn<'_> {
     /// Forwards an admitted request and passes the response back; whether the client connection
     /// can carry another request.
     async fn exchange(&mut self, admitted: &Admitted<'_>, head: &mut Head) -> bool {
-        let path = head.parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-        let (addr, _, slot) = match admitted.endpoint(self.ctx, &path, false) {
+        let uri = head.parts.uri.clone();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let (addr, _, slot) = match admitted.endpoint(self.ctx, path, false) {
             Ok(endpoint) => endpoint,
             Err(refusal) => {
                 head.close |= !self.skip_body(head.length);
@@ -315,7 +295,7 @@ impl Conn<'_> {
             headers.insert(http::header::UPGRADE, protocol.clone());
         }
         self.out.clear();
-        write_request(&mut self.out, &head.parts, &path, addr);
+        write_request(&mut self.out, &head.parts, path, addr);
         // The body's first bytes often came with the head: they go out in the same write.
         let buffered = usize::try_from(head.length).unwrap_or(usize::MAX).min(self.buf.len());
         self.out.extend_from_slice(&self.buf[..buffered]);
@@ -429,7 +409,7 @@ impl Conn<'_> {
             if rest > 0 {
                 self.copy_body(&mut upstream, rest).await?;
             }
-            match read_response(&mut upstream, &mut self.up, head_request, upgrading).await {
+            match read_response(&mut upstream, &mut self.up, &mut self.out, head_request, upgrading).await {
                 Ok(response) => return Ok((upstream, response)),
                 Err(true) if reused && again && !fresh => continue,
                 Err(_) => return Err(Failed::Upstream(StatusCode::BAD_GATEWAY)),
@@ -478,8 +458,8 @@ impl Conn<'_> {
     /// response ended cleanly.
     async fn relay(&mut self, mut upstream: TcpStream, addr: SocketAddr, response: ResponseHead, close: bool) -> bool {
         let close = close || response.framing == Framing::Close || *self.stopping.borrow();
-        self.out.clear();
-        write_response_head(&mut self.out, &self.up[..response.len], close);
+        // `out` holds the head `read_response` rewrote.
+        end_head(&mut self.out, close);
         self.up.advance(response.len);
         let mut chunked = Chunked::default();
         let mut remaining = match response.framing {
@@ -554,14 +534,24 @@ impl Conn<'_> {
     }
 }
 
-/// Parses a whole request head (`bytes`, as `read_head` found it).
-fn parse_request(bytes: &[u8]) -> Result<Head, Unserved> {
+/// Parses the request head at the start of `bytes`: its length and the head, or `None` while it
+/// is incomplete.
+fn parse_request(bytes: &[u8]) -> Result<Option<(usize, Head)>, Unserved> {
     let bad = |why| Unserved::Bad(StatusCode::BAD_REQUEST, why);
+    let too_large = |why| Unserved::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, why);
     let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
-    if !matches!(req.parse_with_uninit_headers(bytes, &mut headers), Ok(httparse::Status::Complete(_))) {
-        return Err(bad("malformed request"));
-    }
+    let len = match req.parse_with_uninit_headers(bytes, &mut headers) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if bytes.len() >= limits::MAX_HEAD_BYTES => {
+            return Err(too_large("the request head is too large"))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large("the request has too many headers")),
+        // HTTP/2 with prior knowledge, and whatever else hyper knows better.
+        Err(_) if bytes.starts_with(b"PRI * HTTP/2") => return Err(Unserved::Defer),
+        Err(_) => return Err(bad("malformed request")),
+    };
     // HTTP/1.0 keeps its connections otherwise: hyper serves it.
     if req.version != Some(1) {
         return Err(Unserved::Defer);
@@ -614,7 +604,7 @@ fn parse_request(bytes: &[u8]) -> Result<Head, Unserved> {
     }
     // An upgrade counts only when `connection` names it (RFC 9110 §7.8).
     let upgrade = upgrade.filter(|_| upgrading);
-    Ok(Head { parts, length: length.unwrap_or(0), close, upgrade })
+    Ok(Some((len, Head { parts, length: length.unwrap_or(0), close, upgrade })))
 }
 
 /// The request line and headers for the upstream, in origin form.
@@ -637,11 +627,13 @@ fn write_request(out: &mut Vec<u8>, parts: &http::request::Parts, path: &str, ad
 }
 
 /// Reads a response head into `up` (final responses only: 1xx ones are dropped, but for the 101
-/// that accepts an upgrade the client asked for). `Err(true)` when the connection ended before any
-/// byte of an answer (a reused connection the upstream had closed).
+/// that accepts an upgrade the client asked for), and writes its rewritten form into `out` (not
+/// for a 101, which passes as it came). `Err(true)` when the connection ended before any byte of
+/// an answer (a reused connection the upstream had closed).
 async fn read_response(
     upstream: &mut TcpStream,
     up: &mut BytesMut,
+    out: &mut Vec<u8>,
     head_request: bool,
     upgrading: bool,
 ) -> Result<ResponseHead, bool> {
@@ -665,6 +657,8 @@ async fn read_response(
                         continue;
                     }
                     let (framing, reusable) = framing(&res, status, head_request)?;
+                    out.clear();
+                    rewrite_response_head(out, &res);
                     return Ok(ResponseHead { status, len, framing, reusable });
                 }
                 Ok(httparse::Status::Partial) if up.len() < limits::MAX_HEAD_BYTES => {}
@@ -712,13 +706,9 @@ fn framing(res: &httparse::Response, status: StatusCode, head_request: bool) -> 
     Ok((framing, reusable && framing != Framing::Close))
 }
 
-/// The response head for the client: the upstream's, less its hop-by-hop headers (RFC 9110
-/// §7.6.1) and any length a chunked body overrides; `connection: close` when this is the last.
-fn write_response_head(out: &mut Vec<u8>, head: &[u8], close: bool) {
-    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut []);
-    // `read_response` parsed these very bytes.
-    let _ = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, head, &mut headers);
+/// The response head for the client, but for its end (`end_head`): the upstream's, less its
+/// hop-by-hop headers (RFC 9110 §7.6.1) and any length a chunked body overrides.
+fn rewrite_response_head(out: &mut Vec<u8>, res: &httparse::Response) {
     let _ = std::io::Write::write_fmt(
         out,
         format_args!("HTTP/1.1 {} {}\r\n", res.code.unwrap_or(502), res.reason.unwrap_or("")),
@@ -745,6 +735,10 @@ fn write_response_head(out: &mut Vec<u8>, head: &[u8], close: bool) {
             out.extend_from_slice(b"\r\n");
         }
     }
+}
+
+/// Ends a response head; `connection: close` when the response is the connection's last.
+fn end_head(out: &mut Vec<u8>, close: bool) {
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
@@ -899,7 +893,11 @@ mod tests {
     fn hop_by_hop_headers_stay_behind_and_the_last_response_says_close() {
         let mut out = Vec::new();
         let head = b"HTTP/1.1 200 Fine\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\ntransfer-encoding: chunked\r\ncontent-length: 12\r\nx-kept: yes\r\n\r\n";
-        write_response_head(&mut out, head, true);
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut res = httparse::Response::new(&mut headers);
+        res.parse(head).unwrap();
+        rewrite_response_head(&mut out, &res);
+        end_head(&mut out, true);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 Fine\r\ntransfer-encoding: chunked\r\nx-kept: yes\r\nconnection: close\r\n\r\n"
@@ -919,17 +917,23 @@ mod tests {
         ] {
             assert!(matches!(parse_request(head.as_bytes()), Err(Unserved::Defer)), "{head}");
         }
+        for partial in ["", "GET / HTTP/1.1\r\nhost: a\r\n"] {
+            assert!(matches!(parse_request(partial.as_bytes()), Ok(None)), "{partial}");
+        }
         assert!(matches!(
             parse_request(b"POST / HTTP/1.1\r\ncontent-length: -1\r\n\r\n"),
             Err(Unserved::Bad(StatusCode::BAD_REQUEST, _))
         ));
-        let head = parse_request(b"PUT /x?y HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
-            .unwrap_or_else(|_| panic!("served here"));
+        let served = |text: &[u8]| match parse_request(text) {
+            Ok(Some((len, head))) if len == text.len() => head,
+            _ => panic!("served here: {}", String::from_utf8_lossy(text)),
+        };
+        let head = served(b"PUT /x?y HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n");
         assert_eq!((head.length, head.close, head.parts.uri.to_string()), (5, true, "/x?y".to_string()));
         // A WebSocket upgrade is served (tunnelled) here, when `connection` names it.
         let ws = |connection: &str| {
             let text = format!("GET /chat HTTP/1.1\r\nconnection: {connection}\r\nupgrade: websocket\r\n\r\n");
-            parse_request(text.as_bytes()).unwrap_or_else(|_| panic!("served here")).upgrade
+            served(text.as_bytes()).upgrade
         };
         assert_eq!(ws("Upgrade").as_ref().map(|v| v.as_bytes()), Some(&b"websocket"[..]));
         assert_eq!(ws("keep-alive"), None);
