@@ -15,7 +15,8 @@
 # from /proc (utime + stime of the proxy's processes); RSS from VmRSS. As root (unless NO_EBPF=1)
 # the latency runs again with every process in one mesh cgroup under `admd ebpf attach`, so each
 # loopback hop is redirected by the eBPF data plane: admd as the mesh deploys it, against nginx
-# both as a sidecar mesh runs it (plain TCP) and with the same redirect.
+# both with the same redirect and as a sidecar mesh runs it (plain TCP: a second upstream and
+# nginx outside the mesh's cgroup), all in the same interleaved rounds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 for tool in nginx wrk taskset; do
@@ -42,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-nginx_conf() { # name listen body
+nginx_conf() { # name listen body [upstream]
   cat > "$work/$1.conf" <<CONF
 daemon on;
 worker_processes 1;
@@ -51,7 +52,7 @@ error_log $work/$1.error.log;
 events { worker_connections 4096; }
 http {
   access_log off;
-  upstream backend { server 127.0.0.61:8080; keepalive 128; }
+  upstream backend { server ${4:-127.0.0.61:8080}; keepalive 128; }
   server {
     listen $2;
     $3
@@ -60,7 +61,11 @@ http {
 CONF
 }
 nginx_conf upstream 127.0.0.61:8080 'location / { return 200 "ok"; }'
-nginx_conf proxy 127.0.0.60:8081 'location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+PROXY_PASS='location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+nginx_conf proxy 127.0.0.60:8081 "$PROXY_PASS"
+# The same pair outside the mesh's cgroup, for the data plane's runs: nginx as a sidecar mesh runs it.
+nginx_conf upstream-tcp 127.0.0.62:8080 'location / { return 200 "ok"; }'
+nginx_conf proxy-tcp 127.0.0.60:8082 "$PROXY_PASS" 127.0.0.62:8080
 taskset -c 0 nginx -c "$work/upstream.conf"
 
 cat > "$work/admd.json" <<JSON
@@ -112,14 +117,15 @@ ROUNDS=${ROUNDS:-5}
 median_pct() {
   for r in $(seq "$ROUNDS"); do percentile "$work/$1-$2-$r.txt" "$3"; done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
-# Latency rounds of every path in $2.. into files named $1-<path>-<round>.txt; wrk starts
-# through "${RUN[@]}" (in the mesh's cgroup, for the data plane's runs).
-RUN=()
+# Latency rounds of every path in $2.. into files named $1-<path>-<round>.txt; wrk starts in
+# the mesh's cgroup for the paths in MESH (the data plane's runs).
+declare -A MESH=()
 latency_rounds() {
   local prefix=$1; shift
   for r in $(seq "$ROUNDS"); do
     for name in "$@"; do
-      "${RUN[@]}" taskset -c 0 wrk -t1 -c1 -d"$((DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1))s" --latency "${URL[$name]}" > "$work/$prefix-$name-$r.txt"
+      if [ -n "${MESH[$name]:-}" ]; then run=(in_mesh); else run=(); fi
+      "${run[@]}" taskset -c 0 wrk -t1 -c1 -d"$((DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1))s" --latency "${URL[$name]}" > "$work/$prefix-$name-$r.txt"
     done
   done
 }
@@ -172,21 +178,27 @@ JSON
   ADMD=$!
   in_mesh taskset -c 0 nginx -c "$work/proxy.conf"
   for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.60:15006/ 2>/dev/null && break; sleep 0.1; done
-  RUN=(in_mesh)
-  latency_rounds bpf direct admd nginx
-  RUN=()
+  # In the same rounds, outside the mesh: the plain direct path and nginx as a sidecar (TCP).
+  taskset -c 0 nginx -c "$work/upstream-tcp.conf"
+  taskset -c 0 nginx -c "$work/proxy-tcp.conf"
+  URL[direct-tcp]=http://127.0.0.62:8080/ URL[nginx-tcp]=http://127.0.0.60:8082/
+  MESH=([direct]=1 [admd]=1 [nginx]=1)
+  latency_rounds bpf direct admd nginx direct-tcp nginx-tcp
+  MESH=()
   stop_proxies
+  for conf in upstream-tcp proxy-tcp; do kill "$(cat "$work/$conf.pid")"; done
   target/release/admd ebpf status --pin "$work/bpf/adm" | head -2
-  printf '%-8s %10s %10s\n' path "p50 (us)" "p99 (us)"
-  for name in direct admd nginx; do
-    printf '%-8s %10s %10s\n' "$name" "$(median_pct bpf "$name" 50%)" "$(median_pct bpf "$name" 99%)"
+  printf '%-10s %10s %10s\n' path "p50 (us)" "p99 (us)"
+  for name in direct admd nginx direct-tcp nginx-tcp; do
+    printf '%-10s %10s %10s\n' "$name" "$(median_pct bpf "$name" 50%)" "$(median_pct bpf "$name" 99%)"
   done
-  b50=$(median_pct bpf direct 50%); ba50=$(median_pct bpf admd 50%); bn50=$(median_pct bpf nginx 50%)
-  ba99=$(median_pct bpf admd 99%)
-  awk -v d50="$d50" -v d99="$d99" -v n50="$n50" -v n99="$n99" -v b50="$b50" -v a50="$ba50" -v bn50="$bn50" -v a99="$ba99" 'BEGIN {
-    printf "admd with the data plane vs nginx without it (a sidecar mesh), added over the plain direct path:\n"
+  awk -v t50="$(median_pct bpf direct-tcp 50%)" -v t99="$(median_pct bpf direct-tcp 99%)" \
+    -v n50="$(median_pct bpf nginx-tcp 50%)" -v n99="$(median_pct bpf nginx-tcp 99%)" \
+    -v a50="$(median_pct bpf admd 50%)" -v a99="$(median_pct bpf admd 99%)" \
+    -v b50="$(median_pct bpf direct 50%)" -v bn50="$(median_pct bpf nginx 50%)" 'BEGIN {
+    printf "admd with the data plane vs nginx without it (a sidecar mesh), added over the plain direct path, same rounds:\n"
     printf "  p50: admd %.1f us, nginx %.1f us (ratio %.2f); p99: admd %.1f us, nginx %.1f us (ratio %.2f)\n",
-      a50 - d50, n50 - d50, (a50 - d50) / (n50 - d50), a99 - d99, n99 - d99, (a99 - d99) / (n99 - d99)
+      a50 - t50, n50 - t50, (a50 - t50) / (n50 - t50), a99 - t99, n99 - t99, (a99 - t99) / (n99 - t99)
     printf "  with the data plane for both: admd %.1f us, nginx %.1f us added at p50 (ratio %.2f)\n",
       a50 - b50, bn50 - b50, (a50 - b50) / (bn50 - b50) }'
   kill "$ATTACH"; wait "$ATTACH" 2>/dev/null || true; ATTACH=

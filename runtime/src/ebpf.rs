@@ -279,11 +279,20 @@ fn exec(e: &Exec) -> Result<(), String> {
 fn status(s: &Status) -> Result<(), String> {
     let observer = Observer::open(&s.pin).map_err(|e| e.to_string())?;
     let c = observer.counters().map_err(|e| e.to_string())?;
-    println!("messages redirected in the kernel  {}", c.redirected);
-    println!("messages through the TCP/IP stack  {}", c.passed);
-    println!("connects steered to an ADM         {}", c.steered);
-    println!("connects left direct               {}", c.direct);
-    println!("connects refused (undeclared)      {}", c.refused);
-    println!("undeclared connects let through    {}", c.undeclared_allowed);
+    let lines = [
+        ("messages redirected in the kernel", c.redirected),
+        ("messages through the TCP/IP stack", c.passed),
+        ("connects steered to an ADM", c.steered),
+        ("connects left direct", c.direct),
+        ("connects refused (undeclared)", c.refused),
+        ("undeclared connects let through", c.undeclared_allowed),
+    ];
+    let mut out = std::io::stdout().lock();
+    for (what, n) in lines {
+        // A reader that stopped early (`| head -2`) is no error.
+        if std::io::Write::write_fmt(&mut out, format_args!("{what:<35}{n}\n")).is_err() {
+            break;
+        }
+    }
     Ok(())
 }

@@ -477,7 +477,10 @@ impl Admitted<'_> {
         ctx.metrics.observe(self.started.elapsed());
         if let Some((policy, sample)) = &self.log_sample {
             if ctx.chance() < *sample {
-                println!(
+                use std::io::Write;
+                // A closed stdout loses the line, never the request.
+                let _ = writeln!(
+                    std::io::stdout().lock(),
                     "{{\"policy\":\"{policy}\",\"from\":\"{}\",\"to\":\"{}\",\"method\":\"{}\",\"status\":{},\"duration_us\":{}}}",
                     self.from,
                     self.to,

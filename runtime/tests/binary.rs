@@ -103,17 +103,14 @@ fn reloads_keep_serving_and_sigterm_drains() {
     assert!(status.success(), "{status:?}");
 }
 
-/// `access_log` writes one JSON line per sampled request on stdout, and none when unsampled.
-#[test]
-fn access_log_writes_json_lines_for_sampled_requests() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admd-access-log");
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
+/// An ADM for `svc` on 127.0.0.51:`port` whose chain logs every request but those of `Quiet`;
+/// its upstream is not there.
+fn access_log_config(port: u16) -> serde_json::Value {
     let log = |fraction: f64| {
         serde_json::json!({ "policy": "log", "kind": "access_log", "unit": "call external -> svc",
         "args": { "sample": { "fraction": fraction } } })
     };
-    let config = serde_json::json!({
+    serde_json::json!({
         "schema_version": 1,
         "service": "svc",
         "listeners": { "ingress": { "address": "127.0.0.51", "port": port }, "egress": null },
@@ -122,7 +119,16 @@ fn access_log_writes_json_lines_for_sampled_requests() {
         "routes": [{ "from": "external", "to": "svc", "direction": "ingress",
             "chains": [{ "methods": ["Quiet"], "chain": [log(0.0)] }, { "methods": null, "chain": [log(1.0)] }],
             "forward": { "to": "service", "service": "svc" } }]
-    });
+    })
+}
+
+/// `access_log` writes one JSON line per sampled request on stdout, and none when unsampled.
+#[test]
+fn access_log_writes_json_lines_for_sampled_requests() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admd-access-log");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let config = access_log_config(port);
     let path = dir.join("svc.json");
     std::fs::write(&path, config.to_string()).unwrap();
     let admin = format!("127.0.0.51:{}", free_port());
@@ -233,4 +239,28 @@ fn sigterm_lets_requests_in_flight_finish() {
     let said: Vec<String> = lines.map(Result::unwrap).collect();
     assert!(said.iter().any(|l| l.contains("stopped")), "{said:?}");
     assert!(!said.iter().any(|l| l.contains("cut off")), "{said:?}");
+}
+
+/// A closed stdout loses access-log lines, never requests.
+#[test]
+fn a_closed_stdout_costs_no_request() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admd-closed-stdout");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let path = dir.join("svc.json");
+    std::fs::write(&path, access_log_config(port).to_string()).unwrap();
+    let admin = format!("127.0.0.51:{}", free_port());
+    let mut child = spawn(&path, &admin, Stdio::piped());
+    drop(child.stdout.take());
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(err.by_ref().map_while(Result::ok).any(|l| l.contains("ready")), "admd never got ready");
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.51", port)).unwrap();
+        std::io::Write::write_all(&mut s, b"GET /api/Loud HTTP/1.1\r\nhost: svc\r\nconnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
 }
