@@ -209,15 +209,22 @@ JSON
 fi
 
 echo "== throughput: the proxy alone on CPU 1, wrk and the upstream on CPU 0, 64 connections, ${DURATION}s each in $ROUNDS interleaved rounds"
+# When CPU 0 (the client and the upstream) is the busier one, req/s measures it, not the proxy:
+# a proxy's capacity on its core is then the requests per second of its own CPU time.
+cpu0_busy() { awk '$1 == "cpu0" { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; }
 start_proxies 1
 proxy_pids() { case $1 in admd) echo "$ADMD" ;; hyper) echo "$HYPER" ;; nginx) nginx_pids ;; esac; }
-declare -A TICKS=() COUNT=()
+declare -A TICKS=() COUNT=() BUSY0=() ALL0=()
 for r in $(seq "$ROUNDS"); do
   for name in admd hyper nginx; do
     pids=$(proxy_pids "$name")
     before=$(cpu_ticks $pids)
+    read -r busy0 idle0 < <(cpu0_busy)
     taskset -c 0 wrk -t1 -c64 -d"$((DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1))s" "${URL[$name]}" > "$work/tp-$name-$r.txt"
     after=$(cpu_ticks $pids)
+    read -r busy1 idle1 < <(cpu0_busy)
+    BUSY0[$name]=$(( ${BUSY0[$name]:-0} + busy1 - busy0 ))
+    ALL0[$name]=$(( ${ALL0[$name]:-0} + busy1 - busy0 + idle1 - idle0 ))
     TICKS[$name]=$(( ${TICKS[$name]:-0} + after - before ))
     COUNT[$name]=$(( ${COUNT[$name]:-0} + $(requests "$work/tp-$name-$r.txt") ))
   done
@@ -227,7 +234,9 @@ for name in admd hyper nginx; do
   rss=0; for p in $pids; do rss=$((rss + $(rss_kb "$p"))); done
   median=$(for r in $(seq "$ROUNDS"); do rps "$work/tp-$name-$r.txt"; done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
   awk -v name="$name" -v r="$median" -v t="${TICKS[$name]}" -v n="${COUNT[$name]}" -v hz="$(getconf CLK_TCK)" -v rss="$rss" \
-    'BEGIN { printf "%-8s %10.0f req/s (median)  %6.2f CPU s per 100k requests  RSS %.1f MB\n", name, r, t / hz / n * 100000, rss / 1024 }'
+    -v secs="$(( (DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1) * ROUNDS ))" -v b0="${BUSY0[$name]}" -v a0="${ALL0[$name]}" \
+    'BEGIN { printf "%-8s %8.0f req/s (median)  %5.2f CPU s per 100k requests = %6.0f req per CPU second  proxy busy %3.0f%%, CPU 0 %3.0f%%  RSS %.1f MB\n",
+      name, r, t / hz / n * 100000, n / (t / hz), t / hz / secs * 100, b0 / a0 * 100, rss / 1024 }'
 done
 stop_proxies
 awk -v i="$idle_admd" 'BEGIN { printf "admd idle RSS: %.1f MB\n", i / 1024 }'
