@@ -68,6 +68,11 @@ impl Idle {
         None
     }
 
+    /// How many connections wait in the pool.
+    pub fn count(&self) -> usize {
+        self.0.lock().map_or(0, |idle| idle.values().map(Vec::len).sum())
+    }
+
     fn put(&self, addr: SocketAddr, stream: TcpStream) {
         if let Ok(mut idle) = self.0.lock() {
             let list = idle.entry(addr).or_default();

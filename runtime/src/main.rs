@@ -264,6 +264,8 @@ async fn admin_server(
                             let (status, body) = match req.uri().path() {
                                 "/metrics" => {
                                     let mut text = ctx.metrics.render(ctx.current().as_deref());
+                                    text.push_str("# TYPE admd_idle_upstream_connections gauge\n");
+                                    text.push_str(&format!("admd_idle_upstream_connections {}\n", ctx.idle_upstreams()));
                                     if let Some(k) = &ctx.kernel {
                                         text.push_str(&k.render());
                                     }

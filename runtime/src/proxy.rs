@@ -160,6 +160,11 @@ impl Context {
         self.local
     }
 
+    /// Upstream connections in the lean path's idle pool (held by no client connection).
+    pub fn idle_upstreams(&self) -> usize {
+        self.idle.count()
+    }
+
     pub fn current(&self) -> Option<Arc<Runtime>> {
         self.runtime.read().ok().map(|r| r.clone())
     }

@@ -898,11 +898,17 @@ async fn informational_and_close_delimited_responses_pass_correctly() {
 #[tokio::test]
 async fn short_lived_clients_share_idle_upstream_connections() {
     let (up, accepted) = upstream_with("127.0.0.76", |_, _| http::Response::new(boxed("ok"))).await;
-    let (p, _) = proxy(up, chains(vec![])).await;
+    let (p, ctx) = proxy(up, chains(vec![])).await;
     for _ in 0..5 {
         assert_eq!(send("127.0.0.3", p, "/", &[]).await.0, 200);
-        // The client connection closed: its upstream connection went back to the idle pool.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // The client connection closed: its upstream connection goes back to the idle pool.
+        for _ in 0..500 {
+            if ctx.idle_upstreams() == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(ctx.idle_upstreams(), 1);
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
