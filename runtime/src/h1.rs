@@ -105,11 +105,11 @@ pub async fn serve(
     direction: Direction,
     origin: &Origin,
     client: TcpStream,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
     header_read_timeout: Duration,
 ) -> Outcome {
     let mut conn = Conn {
-        stopping: shutdown.clone(),
+        shutdown: shutdown.clone(),
         ctx,
         direction,
         origin,
@@ -119,7 +119,7 @@ pub async fn serve(
         out: Vec::with_capacity(1024),
         held: Vec::new(),
     };
-    let next = conn.run(shutdown, header_read_timeout).await;
+    let next = conn.run(header_read_timeout).await;
     for held in conn.held.drain(..) {
         ctx.idle.put(held.addr, held.stream);
     }
@@ -135,8 +135,9 @@ enum Next {
 }
 
 struct Conn<'a> {
-    /// Says when the proxy shuts down: the response in flight is the connection's last.
-    stopping: tokio::sync::watch::Receiver<bool>,
+    /// Says when the proxy shuts down: an idle connection closes, and the response in flight
+    /// is the connection's last.
+    shutdown: tokio::sync::watch::Receiver<bool>,
     ctx: &'a Context,
     direction: Direction,
     origin: &'a Origin,
@@ -203,9 +204,9 @@ enum Failed {
 }
 
 impl Conn<'_> {
-    async fn run(&mut self, shutdown: &mut tokio::sync::watch::Receiver<bool>, header_read_timeout: Duration) -> Next {
+    async fn run(&mut self, header_read_timeout: Duration) -> Next {
         loop {
-            let (len, mut head) = match self.read_head(shutdown, header_read_timeout).await {
+            let (len, mut head) = match self.read_head(header_read_timeout).await {
                 Ok(Some(head)) => head,
                 Ok(None) => return Next::Close,
                 Err(Unserved::Defer) => return Next::Handoff,
@@ -242,11 +243,7 @@ impl Conn<'_> {
 
     /// Reads until `buf` starts with a whole request head: its length and the head, or `None`
     /// when the client closed (or idled, or the proxy shuts down) between requests.
-    async fn read_head(
-        &mut self,
-        shutdown: &mut tokio::sync::watch::Receiver<bool>,
-        header_read_timeout: Duration,
-    ) -> Result<Option<(usize, Head)>, Unserved> {
+    async fn read_head(&mut self, header_read_timeout: Duration) -> Result<Option<(usize, Head)>, Unserved> {
         let mut deadline = None;
         loop {
             if !self.buf.is_empty() {
@@ -261,7 +258,7 @@ impl Conn<'_> {
             let read = if self.buf.is_empty() {
                 tokio::select! {
                     read = tokio::time::timeout(KEEP_ALIVE_IDLE, self.client.read_buf(&mut self.buf)) => read,
-                    _ = shutdown.changed() => return Ok(None),
+                    _ = self.shutdown.changed() => return Ok(None),
                 }
             } else {
                 // Once a request has begun, all of its head must come within the timeout.
@@ -284,8 +281,7 @@ impl Conn<'_> {
     /// Forwards an admitted request and passes the response back; whether the client connection
     /// can carry another request.
     async fn exchange(&mut self, admitted: &Admitted<'_>, head: &mut Head) -> bool {
-        let uri = head.parts.uri.clone();
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let path = head.parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let (addr, _, slot) = match admitted.endpoint(self.ctx, path, false) {
             Ok(endpoint) => endpoint,
             Err(refusal) => {
@@ -462,7 +458,7 @@ impl Conn<'_> {
     /// client connection can carry another request. The upstream connection is kept when the
     /// response ended cleanly.
     async fn relay(&mut self, mut upstream: TcpStream, addr: SocketAddr, response: ResponseHead, close: bool) -> bool {
-        let close = close || response.framing == Framing::Close || *self.stopping.borrow();
+        let close = close || response.framing == Framing::Close || *self.shutdown.borrow();
         // `out` holds the head `read_response` rewrote.
         end_head(&mut self.out, close);
         self.up.advance(response.len);
@@ -490,17 +486,17 @@ impl Conn<'_> {
                     Framing::Close => (self.up.len(), false),
                 };
                 // The head and a small first part of the body go out in one write.
-                if take <= HEAD_READ {
+                let small = take <= HEAD_READ;
+                if small {
                     self.out.extend_from_slice(&self.up[..take]);
-                } else if !self.out.is_empty() {
+                }
+                if !self.out.is_empty() {
                     self.client.write_all(&self.out).await.map_err(|_| ())?;
                     self.out.clear();
                 }
-                let body = if self.out.is_empty() { &self.up[..take] } else { &self.out[..] };
-                if !body.is_empty() {
-                    self.client.write_all(body).await.map_err(|_| ())?;
+                if !small {
+                    self.client.write_all(&self.up[..take]).await.map_err(|_| ())?;
                 }
-                self.out.clear();
                 self.up.advance(take);
                 if done {
                     return Ok(());

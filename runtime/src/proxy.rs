@@ -1066,7 +1066,7 @@ pub async fn serve_with(
                     let _permit = permit;
                     // The lean path first; hyper serves what it hands over.
                     let (prefix, stream) = if ctx.lean.load(Ordering::Relaxed) {
-                        match crate::h1::serve(&ctx, direction, &origin, stream, &mut shutdown, header_read_timeout).await {
+                        match crate::h1::serve(&ctx, direction, &origin, stream, &shutdown, header_read_timeout).await {
                             crate::h1::Outcome::Done => return,
                             crate::h1::Outcome::Handoff(prefix, stream) => (prefix, stream),
                         }
