@@ -374,18 +374,9 @@ async fn slow_clients_are_cut_off() {
 
 #[tokio::test]
 async fn an_upstream_that_dies_mid_response_does_not_take_the_proxy_down() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // An upstream that promises 1000 bytes, sends 10, and closes.
-    let listener = tokio::net::TcpListener::bind("127.0.0.33:0").await.unwrap();
-    let dying = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789").await;
-        }
-    });
+    let dying =
+        scripted_upstream("127.0.0.33", b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789", false).await;
     let healthy = upstream("127.0.0.34").await;
     let (p, _) = proxy_to(&[dying], &[], chains(vec![])).await;
     let answer = raw("127.0.0.3", p, b"GET / HTTP/1.1\r\nhost: svc\r\n\r\n").await;
@@ -868,18 +859,8 @@ async fn a_refused_request_with_a_body_leaves_the_connection_in_step() {
 #[tokio::test]
 async fn informational_and_close_delimited_responses_pass_correctly() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.75:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nx-up: 1\r\n\r\nall of it, until the close")
-                .await;
-        }
-    });
+    let reply = b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nx-up: 1\r\n\r\nall of it, until the close";
+    let up = scripted_upstream("127.0.0.75", reply, false).await;
     let (p, _) = proxy(up, chains(vec![])).await;
     for _ in 0..2 {
         let mut client = connect("127.0.0.3", p).await;
@@ -941,8 +922,9 @@ async fn request_head(s: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
     Some(seen)
 }
 
-/// An upstream that reads a request head and answers `reply`, one byte per write, then closes.
-async fn trickling_upstream(ip: &str, reply: &'static [u8]) -> SocketAddr {
+/// An upstream that reads a request head, answers `reply` (one byte per write when `trickle`),
+/// then closes.
+async fn scripted_upstream(ip: &str, reply: &'static [u8], trickle: bool) -> SocketAddr {
     use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -954,8 +936,9 @@ async fn trickling_upstream(ip: &str, reply: &'static [u8]) -> SocketAddr {
                 if request_head(&mut s).await.is_none() {
                     return;
                 }
-                for byte in reply {
-                    if s.write_all(&[*byte]).await.is_err() {
+                let pieces = if trickle { reply.chunks(1) } else { reply.chunks(reply.len().max(1)) };
+                for piece in pieces {
+                    if s.write_all(piece).await.is_err() {
                         return;
                     }
                 }
@@ -973,7 +956,7 @@ async fn messages_split_at_every_byte_are_read_the_same() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const REPLY: &[u8] =
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nx-sum: 9\r\n\r\n";
-    let up = trickling_upstream("127.0.0.78", REPLY).await;
+    let up = scripted_upstream("127.0.0.78", REPLY, true).await;
     let (p, _) = proxy(up, chains(vec![])).await;
     let mut client = connect("127.0.0.3", p).await;
     client.set_nodelay(true).unwrap();
@@ -997,10 +980,10 @@ async fn upstream_failures_are_named_and_the_client_connection_serves_on() {
         let l = tokio::net::TcpListener::bind("127.0.0.79:0").await.unwrap();
         l.local_addr().unwrap()
     };
-    let garbage = trickling_upstream("127.0.0.80", b"SPDY/9 what\r\n\r\n").await;
+    let garbage = scripted_upstream("127.0.0.80", b"SPDY/9 what\r\n\r\n", true).await;
     let endless: &'static [u8] =
         Box::leak(format!("HTTP/1.1 200 OK\r\nx: {}\r\n\r\n", "a".repeat(70_000)).into_bytes().into());
-    let endless = trickling_upstream("127.0.0.81", endless).await;
+    let endless = scripted_upstream("127.0.0.81", endless, true).await;
     for (up, status, why) in
         [(closed, 503, "refused the connection"), (garbage, 502, "bad response"), (endless, 502, "bad response")]
     {
