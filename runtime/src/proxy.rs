@@ -566,11 +566,19 @@ pub(crate) async fn admit<'rt>(
     }
     let method = method_of(&parts.uri);
     let chain = route.and_then(|r| r.chain(&method));
-    let forward = route.map(|r| r.forward.clone()).unwrap_or(Forward::Service { service: to.clone() });
+    // Without a route, straight to the destination's endpoints.
+    let direct;
+    let forward = match route {
+        Some(r) => &r.forward,
+        None => {
+            direct = Forward::Service { service: to.clone() };
+            &direct
+        }
+    };
     if lean {
         let buffers = chain
             .is_some_and(|c| c.steps.iter().any(|s| matches!(s.action, Action::Retry { .. } | Action::Mirror { .. })));
-        let grpc_upstream = match &forward {
+        let grpc_upstream = match forward {
             Forward::Service { service } => rt.upstreams.get(service).is_some_and(|u| u.protocol == Protocol::Grpc),
             _ => false,
         };
@@ -641,7 +649,7 @@ pub(crate) async fn admit<'rt>(
         }
         step.passed.fetch_add(1, Ordering::Relaxed);
     }
-    let target = match &forward {
+    let target = match forward {
         Forward::Service { service } => match rt.upstreams.get(service) {
             Some(u) => Target::Upstream(u),
             None => {
