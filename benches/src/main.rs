@@ -746,7 +746,7 @@ fn semantic(text: &str, runs: usize) -> Result<(), String> {
         for _ in 0..runs {
             let db = Database::default();
             let t = Instant::now();
-            let program = db.program(&parts);
+            let program = db.program(parts.iter().map(|(n, t)| (n.as_str(), t.as_str())));
             let errors = db::program_diagnostics(&db, program).iter().filter(|d| d.is_error()).count();
             full.push(t.elapsed());
             if errors > 0 {
@@ -755,7 +755,7 @@ fn semantic(text: &str, runs: usize) -> Result<(), String> {
         }
         // Edit the `after:` of one timeout, again and again, re-checking each time.
         let mut db = Database::default();
-        let program = db.program(&parts);
+        let program = db.program(parts.iter().map(|(n, t)| (n.as_str(), t.as_str())));
         db::program_diagnostics(&db, program);
         let (pos, original) = parts
             .iter()
@@ -770,7 +770,7 @@ fn semantic(text: &str, runs: usize) -> Result<(), String> {
         let mut edits = Vec::new();
         for i in 0..20u64 {
             let edited = format!("{}{}{}", &original[..at], 1000 + i, &original[end..]);
-            file.set_text(&mut db).to(edited);
+            file.set_text(&mut db).to(edited.into());
             let t = Instant::now();
             let errors = db::program_diagnostics(&db, program).iter().filter(|d| d.is_error()).count();
             edits.push(t.elapsed());

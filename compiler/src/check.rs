@@ -33,8 +33,7 @@ impl Checked {
 /// Checks all files as one program.
 pub fn check(sources: &Sources) -> Checked {
     let db = Database::default();
-    let files: Vec<(String, String)> = sources.iter().map(|(_, s)| (s.name.clone(), s.text.clone())).collect();
-    let program = db.program(&files);
+    let program = db.program(sources.iter().map(|(_, s)| (s.name.as_str(), s.text.clone())));
     let diagnostics = db::program_diagnostics(&db, program).clone();
     Checked { db, program, diagnostics }
 }

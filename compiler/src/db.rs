@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use adm_syntax::ast::{Endpoint, Item, ItemKind, Side};
+use adm_syntax::ast::{Endpoint, Item, ItemKind, Side, SmolStr};
 use adm_syntax::{Diagnostic, FileId, Parse, Span};
 
 use crate::sema::conflicts::{self as conflict_rules, Conflict, ConflictKind};
 use crate::sema::graph::{self, CallDecl, End, GraphDecls};
 use crate::sema::kinds;
-use crate::sema::model::{Args, CallGraph, KindDef, PolicyFacts, PolicyOrder, Rule, Unit, UnitKey};
+use crate::sema::model::{Args, CallGraph, KindDef, Node, PolicyFacts, PolicyOrder, Rule, Unit, UnitKey};
 use crate::sema::names::{self, DefKind, DefSite, Symbols};
 use crate::sema::policy::{self, KindTable};
 use crate::sema::sides::{self as side_rules, LegalSides};
@@ -34,7 +34,7 @@ pub struct SourceText {
     #[returns(ref)]
     pub name: String,
     #[returns(ref)]
-    pub text: String,
+    pub text: Arc<str>,
 }
 
 /// The files of a program, the prelude first.
@@ -74,10 +74,10 @@ impl Database {
     }
 
     /// A program of the given files (name, text); their ids are their positions in the list.
-    pub fn program(&self, files: &[(String, String)]) -> Program {
-        let mut inputs = vec![SourceText::new(self, PRELUDE_FILE, "<prelude>".to_string(), PRELUDE.to_string())];
-        for (i, (name, text)) in files.iter().enumerate() {
-            inputs.push(SourceText::new(self, FileId(i as u32), name.clone(), text.clone()));
+    pub fn program<N: Into<String>, T: Into<Arc<str>>>(&self, files: impl IntoIterator<Item = (N, T)>) -> Program {
+        let mut inputs = vec![SourceText::new(self, PRELUDE_FILE, "<prelude>".to_string(), PRELUDE.into())];
+        for (i, (name, text)) in files.into_iter().enumerate() {
+            inputs.push(SourceText::new(self, FileId(i as u32), name.into(), text.into()));
         }
         Program::new(self, inputs)
     }
@@ -94,7 +94,7 @@ pub fn parse_file(db: &dyn salsa::Database, file: SourceText) -> Parse {
 }
 
 #[salsa::tracked(returns(ref))]
-fn file_defs(db: &dyn salsa::Database, file: SourceText) -> Vec<(String, DefKind, u32)> {
+fn file_defs(db: &dyn salsa::Database, file: SourceText) -> Vec<(SmolStr, DefKind, u32)> {
     names::file_defs(&parse_file(db, file).file)
 }
 
@@ -126,7 +126,7 @@ fn file_enums(db: &dyn salsa::Database, file: SourceText) -> Vec<(String, Vec<St
         .items
         .iter()
         .filter_map(|i| match &i.kind {
-            ItemKind::Enum(e) => Some((e.name.text.clone(), kinds::lower_enum(e, file.id(db), &mut ignored))),
+            ItemKind::Enum(e) => Some((e.name.text.to_string(), kinds::lower_enum(e, file.id(db), &mut ignored))),
             _ => None,
         })
         .collect()
@@ -156,7 +156,7 @@ fn file_kinds_checked(db: &dyn salsa::Database, program: Program, pos: u32) -> C
         match &item.kind {
             ItemKind::Kind(k) => {
                 let def = kinds::lower_kind(k, &item.doc, pos == 0, &scope, &mut diags);
-                out.push((k.name.text.clone(), def));
+                out.push((k.name.text.to_string(), def));
             }
             ItemKind::Enum(e) => {
                 kinds::lower_enum(e, scope.file, &mut diags);
@@ -184,34 +184,40 @@ pub fn kind_table(db: &dyn salsa::Database, program: Program) -> KindTable {
     table
 }
 
+/// A file's graph items and their diagnostics. The items are shared with [`file_graph`], which
+/// holds them without the diagnostics, so that an edit that only moves text stops there.
 #[salsa::tracked(returns(ref))]
-fn file_graph_checked(db: &dyn salsa::Database, program: Program, pos: u32) -> (GraphDecls, Vec<Diagnostic>) {
-    let Some(file) = file_at(db, program, pos) else { return (GraphDecls::default(), Vec::new()) };
+fn file_graph_checked(db: &dyn salsa::Database, program: Program, pos: u32) -> (Arc<GraphDecls>, Vec<Diagnostic>) {
+    let Some(file) = file_at(db, program, pos) else { return (Arc::default(), Vec::new()) };
     let mut diags = Vec::new();
     let decls =
         graph::check_file(file.id(db), &parse_file(db, file).file, declaration_symbols(db, program), &mut diags);
-    (decls, diags)
+    (Arc::new(decls), diags)
 }
 
 #[salsa::tracked(returns(ref))]
-fn file_graph(db: &dyn salsa::Database, program: Program, pos: u32) -> GraphDecls {
+fn file_graph(db: &dyn salsa::Database, program: Program, pos: u32) -> Arc<GraphDecls> {
     file_graph_checked(db, program, pos).0.clone()
 }
 
 /// The call graph: services, groups, declared calls and implicit external edges.
 #[salsa::tracked(returns(ref))]
 pub fn call_graph(db: &dyn salsa::Database, program: Program) -> CallGraph {
-    let decls: Vec<&GraphDecls> = (0..program.files(db).len() as u32).map(|pos| file_graph(db, program, pos)).collect();
+    let decls: Vec<&GraphDecls> =
+        (0..program.files(db).len() as u32).map(|pos| &**file_graph(db, program, pos)).collect();
     graph::build(&decls)
 }
 
-/// Where each call pair is declared, in program order: (file position, item index).
+/// Where each call is declared first: (file position, item index).
 #[salsa::tracked(returns(ref))]
-fn call_declarations(db: &dyn salsa::Database, program: Program) -> BTreeMap<(End, End), Vec<(u32, u32)>> {
-    let mut out: BTreeMap<(End, End), Vec<(u32, u32)>> = BTreeMap::new();
+fn first_declarations(db: &dyn salsa::Database, program: Program) -> BTreeMap<(Node, Node), (u32, u32)> {
+    let graph = call_graph(db, program);
+    let mut out = BTreeMap::new();
     for pos in 0..program.files(db).len() as u32 {
         for c in &file_graph(db, program, pos).calls {
-            out.entry((c.from.clone(), c.to.clone())).or_default().push((pos, c.item));
+            if let (Some(from), Some(to)) = (graph::node(graph, &c.from), graph::node(graph, &c.to)) {
+                out.entry((from, to)).or_insert((pos, c.item));
+            }
         }
     }
     out
@@ -219,7 +225,7 @@ fn call_declarations(db: &dyn salsa::Database, program: Program) -> BTreeMap<(En
 
 /// The first `app` name of the program.
 #[salsa::tracked(returns(ref))]
-fn app_name(db: &dyn salsa::Database, program: Program) -> Option<(String, u32, u32)> {
+fn app_name(db: &dyn salsa::Database, program: Program) -> Option<(SmolStr, u32, u32)> {
     (0..program.files(db).len() as u32)
         .find_map(|pos| file_graph(db, program, pos).apps.first().map(|(name, item)| (name.clone(), pos, *item)))
 }
@@ -242,8 +248,8 @@ pub fn policies(db: &dyn salsa::Database, program: Program) -> Vec<PolicyOrder> 
 }
 
 /// One policy checked: its item index, its facts and arguments (when placeable), and its own
-/// diagnostics.
-pub type CheckedPolicy = (u32, Option<(PolicyFacts, Args)>, Vec<Diagnostic>);
+/// diagnostics. Facts and arguments are shared with [`file_facts`] and [`file_args`], not copied.
+pub type CheckedPolicy = (u32, Option<(Arc<PolicyFacts>, Arc<Args>)>, Vec<Diagnostic>);
 
 /// Every policy of a file, checked. Policies are checked a file at a time: an edit re-parses its
 /// file anyway, and program-wide queries then depend on one query per file rather than one per
@@ -266,20 +272,20 @@ pub fn file_policy_checks(db: &dyn salsa::Database, program: Program, pos: u32) 
         }
         let mut diags = Vec::new();
         let checked = policy::check(p, (pos, i as u32), &scope, kinds, graph, &mut diags);
-        out.push((i as u32, checked, diags));
+        out.push((i as u32, checked.map(|(facts, args)| (Arc::new(facts), Arc::new(args))), diags));
     }
     out
 }
 
-/// The facts of a file's placeable policies, without argument values.
+/// The facts of a file's placeable policies, without argument values, in item order.
 #[salsa::tracked(returns(ref))]
-pub fn file_facts(db: &dyn salsa::Database, program: Program, pos: u32) -> Vec<PolicyFacts> {
+pub fn file_facts(db: &dyn salsa::Database, program: Program, pos: u32) -> Vec<Arc<PolicyFacts>> {
     file_policy_checks(db, program, pos).iter().filter_map(|(_, c, _)| c.as_ref().map(|(f, _)| f.clone())).collect()
 }
 
 /// The arguments of a file's placeable policies, by item index.
 #[salsa::tracked(returns(ref))]
-pub fn file_args(db: &dyn salsa::Database, program: Program, pos: u32) -> BTreeMap<u32, Args> {
+pub fn file_args(db: &dyn salsa::Database, program: Program, pos: u32) -> BTreeMap<u32, Arc<Args>> {
     file_policy_checks(db, program, pos)
         .iter()
         .filter_map(|(i, c, _)| c.as_ref().map(|(_, a)| (*i, a.clone())))
@@ -288,16 +294,17 @@ pub fn file_args(db: &dyn salsa::Database, program: Program, pos: u32) -> BTreeM
 
 /// A policy's facts, without argument values; `None` when it is not placeable.
 pub fn policy_facts(db: &dyn salsa::Database, program: Program, pos: u32, item: u32) -> Option<&PolicyFacts> {
-    file_facts(db, program, pos).iter().find(|f| f.order == (pos, item))
+    let facts = file_facts(db, program, pos);
+    facts.binary_search_by_key(&item, |f| f.order.1).ok().map(|i| &*facts[i])
 }
 
 /// A policy's arguments; `None` when it is not placeable.
 pub fn policy_args(db: &dyn salsa::Database, program: Program, pos: u32, item: u32) -> Option<&Args> {
-    file_args(db, program, pos).get(&item)
+    file_args(db, program, pos).get(&item).map(|a| &**a)
 }
 
 fn all_facts(db: &dyn salsa::Database, program: Program) -> Vec<&PolicyFacts> {
-    (0..program.files(db).len() as u32).flat_map(|pos| file_facts(db, program, pos).iter()).collect()
+    (0..program.files(db).len() as u32).flat_map(|pos| file_facts(db, program, pos).iter().map(|f| &**f)).collect()
 }
 
 /// The units of every policy with their legal sides, and the rule-4 constraints.
@@ -441,7 +448,7 @@ fn same_as_builtin(db: &dyn salsa::Database, program: Program, pos: u32, item: u
                 return false;
             };
             let own =
-                file_kinds(db, program, pos).iter().find(|(n, _)| n == &k.name.text).and_then(|(_, d)| d.as_ref());
+                file_kinds(db, program, pos).iter().find(|(n, _)| *n == k.name.text).and_then(|(_, d)| d.as_ref());
             matches!((builtin, own), (Some(a), Some(b)) if kinds::same_definition(a, b))
         }
         DefKind::Enum => {
@@ -458,14 +465,14 @@ fn same_as_builtin(db: &dyn salsa::Database, program: Program, pos: u32, item: u
 /// (two `app` names).
 fn calls_and_app(db: &dyn salsa::Database, program: Program, pos: u32, id: FileId, diags: &mut Vec<Diagnostic>) {
     let decls = file_graph(db, program, pos);
-    let declared = call_declarations(db, program);
+    let declared = first_declarations(db, program);
     let graph = call_graph(db, program);
     let Some(file) = file_at(db, program, pos) else { return };
     let items = &parse_file(db, file).file.items;
     for c in &decls.calls {
         let Some(here) = items.get(c.item as usize) else { continue };
-        let sites = declared.get(&(c.from.clone(), c.to.clone()));
-        if let Some(&(first_pos, first_item)) = sites.and_then(|s| s.first()) {
+        let first = graph::node(graph, &c.from).zip(graph::node(graph, &c.to)).and_then(|k| declared.get(&k));
+        if let Some(&(first_pos, first_item)) = first {
             if (first_pos, first_item) != (pos, c.item) {
                 if let Some((first_file, first)) = item_spans(db, program, first_pos, first_item) {
                     diags.push(
@@ -527,10 +534,12 @@ fn calls_and_app(db: &dyn salsa::Database, program: Program, pos: u32, id: FileI
 }
 
 fn call_text(c: &CallDecl) -> String {
-    let end = |e: &End| match e {
-        End::External => "external".to_string(),
-        End::Service(s) => s.clone(),
-    };
+    fn end(e: &End) -> &str {
+        match e {
+            End::External => "external",
+            End::Service(s) => s,
+        }
+    }
     format!("{} -> {}", end(&c.from), end(&c.to))
 }
 

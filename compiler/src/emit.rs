@@ -7,7 +7,7 @@ use adm_artifacts::{
     AdmConfig, Direction, EbpfMaps, Endpoint, Forward, Listeners, MethodChain, PairEntry, PairRoute, Peer, PolicyStep,
     Route, ServiceEntry, Upstream, SCHEMA_VERSION,
 };
-use adm_syntax::ast::Side;
+use adm_syntax::ast::{Side, SmolStr};
 use serde_json::{json, Value};
 
 use crate::db;
@@ -78,7 +78,7 @@ pub fn canonical(v: &TypedValue, graph: &CallGraph) -> Value {
 }
 
 /// A unit placed on a call's side, with the methods its policy covers there (`None`: all).
-type Placed = (UnitId, Option<Vec<String>>);
+type Placed = (UnitId, Option<Vec<SmolStr>>);
 
 /// Every artifact of a placed program: (relative path, JSON text).
 pub fn artifacts(checked: &Checked, planned: &Planned) -> Vec<(String, String)> {
@@ -106,10 +106,10 @@ pub fn artifacts(checked: &Checked, planned: &Planned) -> Vec<(String, String)> 
         let args = db::policy_args(db, program, id.0 .0, id.0 .1)?;
         let unit = legal.unit(*id)?;
         Some(PolicyStep {
-            policy: f.name.clone(),
-            kind: f.kind.clone(),
+            policy: f.name.to_string(),
+            kind: f.kind.to_string(),
             unit: crate::plan::unit_label(graph, unit),
-            args: args.iter().map(|(k, v)| (k.clone(), canonical(v, graph))).collect(),
+            args: args.iter().map(|(k, v)| (k.to_string(), canonical(v, graph))).collect(),
         })
     };
     // The ingress listener of a service's ADM, when the service has ingress routes.
@@ -174,12 +174,12 @@ pub fn artifacts(checked: &Checked, planned: &Planned) -> Vec<(String, String)> 
             egress: has(Direction::Egress).then(|| Endpoint { address: address.clone(), port: egress_port }),
         };
         let senders: BTreeSet<ServiceIdx> =
-            host_routes.iter().filter_map(|r| graph.service_index.get(&r.from).copied()).collect();
+            host_routes.iter().filter_map(|r| graph.service_index.get(r.from.as_str()).copied()).collect();
         let peers = senders
             .iter()
             .filter_map(|s| {
                 Some(Peer {
-                    service: graph.service(*s)?.name.clone(),
+                    service: graph.service(*s)?.name.to_string(),
                     addresses: eps.get(s.0 as usize)?.iter().map(|e| e.address.clone()).collect(),
                 })
             })
@@ -191,7 +191,7 @@ pub fn artifacts(checked: &Checked, planned: &Planned) -> Vec<(String, String)> 
             .flatten()
             .filter_map(|s| {
                 Some(Upstream {
-                    service: graph.service(*s)?.name.clone(),
+                    service: graph.service(*s)?.name.to_string(),
                     protocol: graph.service(*s)?.protocol.as_str().to_string(),
                     endpoints: eps.get(s.0 as usize)?.clone(),
                 })
@@ -199,7 +199,7 @@ pub fn artifacts(checked: &Checked, planned: &Planned) -> Vec<(String, String)> 
             .collect();
         let config = AdmConfig {
             schema_version: SCHEMA_VERSION,
-            service: service.name.clone(),
+            service: service.name.to_string(),
             listeners,
             upstreams: ups,
             peers,
@@ -217,7 +217,7 @@ pub fn artifacts(checked: &Checked, planned: &Planned) -> Vec<(String, String)> 
         .enumerate()
         .map(|(i, s)| ServiceEntry {
             id: i as u32,
-            name: s.name.clone(),
+            name: s.name.to_string(),
             port: s.port,
             endpoints: eps.get(i).cloned().unwrap_or_default(),
             adm: listeners_of.get(&ServiceIdx(i as u32)).cloned(),
@@ -252,7 +252,7 @@ pub fn artifacts(checked: &Checked, planned: &Planned) -> Vec<(String, String)> 
 
 /// The chains of one route: per method (merged where they are equal), and for every other method.
 fn method_chains(
-    declared: Option<&[String]>,
+    declared: Option<&[SmolStr]>,
     list: &[Placed],
     step: &dyn Fn(&UnitId) -> Option<PolicyStep>,
 ) -> Vec<MethodChain> {
@@ -266,10 +266,10 @@ fn method_chains(
             .filter_map(|(id, _)| step(id))
             .collect()
     };
-    let named: Vec<String> = match declared {
+    let named: Vec<SmolStr> = match declared {
         Some(ms) => ms.to_vec(),
         None => {
-            let mut set: Vec<String> = Vec::new();
+            let mut set: Vec<SmolStr> = Vec::new();
             for (_, ms) in list {
                 for m in ms.iter().flatten() {
                     if !set.contains(m) {
@@ -288,8 +288,8 @@ fn method_chains(
             continue;
         }
         match chains.iter_mut().find(|c| c.chain == chain) {
-            Some(existing) => existing.methods.get_or_insert_with(Vec::new).push(m.clone()),
-            None => chains.push(MethodChain { methods: Some(vec![m.clone()]), chain }),
+            Some(existing) => existing.methods.get_or_insert_with(Vec::new).push(m.to_string()),
+            None => chains.push(MethodChain { methods: Some(vec![m.to_string()]), chain }),
         }
     }
     if declared.is_none() {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use adm_syntax::ast::Side;
+use adm_syntax::ast::{Side, SmolStr};
 
 use crate::db;
 use crate::place::{self, Objective, PlaceOptions, UnitId};
@@ -56,7 +56,7 @@ fn counterfactual(checked: &Checked, options: &PlaceOptions, id: UnitId, side: S
             Side::Egress => u.ingress = false,
         }
     }
-    let names: BTreeMap<PolicyOrder, String> =
+    let names: BTreeMap<PolicyOrder, SmolStr> =
         crate::plan::facts(checked).iter().map(|(o, f)| (*o, f.name.clone())).collect();
     sides::propagate(&mut units, &mut constraints, &names, graph);
     for (order, us) in &units {
@@ -64,7 +64,7 @@ fn counterfactual(checked: &Checked, options: &PlaceOptions, id: UnitId, side: S
             if !u.ingress && !u.egress {
                 return Err(format!(
                     "it would leave `{}` with no side {} (rule 4)",
-                    names.get(order).map_or("?", String::as_str),
+                    names.get(order).map_or("?", SmolStr::as_str),
                     unit_label(graph, u)
                 ));
             }

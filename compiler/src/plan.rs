@@ -68,8 +68,8 @@ pub fn plan(checked: &Checked, options: &PlaceOptions, progress: Option<&Progres
             let hosts = place::sites(graph, unit, side, per_dir);
             for site in &hosts {
                 let list = adm_policies.entry(*site).or_default();
-                if !list.contains(&f.name) {
-                    list.push(f.name.clone());
+                if !list.iter().any(|n| *n == f.name) {
+                    list.push(f.name.to_string());
                 }
             }
             planned.push(UnitPlan {
@@ -77,16 +77,16 @@ pub fn plan(checked: &Checked, options: &PlaceOptions, progress: Option<&Progres
                 calls: unit.calls.iter().map(|c| graph.call_name(*c)).collect(),
                 legal_sides: unit.sides().into_iter().map(direction).collect(),
                 side: direction(side),
-                hosts: hosts.iter().filter_map(|s| graph.service(s.service)).map(|s| s.name.clone()).collect(),
+                hosts: hosts.iter().filter_map(|s| graph.service(s.service)).map(|s| s.name.to_string()).collect(),
             });
         }
-        policies.push(PolicyPlan { name: f.name.clone(), kind: f.kind.clone(), units: planned });
+        policies.push(PolicyPlan { name: f.name.to_string(), kind: f.kind.to_string(), units: planned });
     }
     let adms = placement
         .adms
         .iter()
         .map(|site| AdmEntry {
-            service: graph.service(site.service).map_or_else(String::new, |s| s.name.clone()),
+            service: graph.service(site.service).map_or_else(String::new, |s| s.name.to_string()),
             direction: site.direction.map(direction),
             policies: adm_policies.get(site).cloned().unwrap_or_default(),
         })
@@ -132,7 +132,7 @@ fn app_name(checked: &Checked) -> Option<String> {
     let (db, program) = (&checked.db, checked.program);
     program.files(db).iter().find_map(|f| {
         db::parse_file(db, *f).file.items.iter().find_map(|i| match &i.kind {
-            adm_syntax::ast::ItemKind::App(a) => Some(a.name.text.clone()),
+            adm_syntax::ast::ItemKind::App(a) => Some(a.name.text.to_string()),
             _ => None,
         })
     })

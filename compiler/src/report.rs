@@ -1,5 +1,6 @@
 //! Plain-text views of what the checker derived, for people and for snapshot tests.
 
+use adm_syntax::ast::SmolStr;
 use std::fmt::Write;
 
 use crate::db;
@@ -36,7 +37,7 @@ pub fn legal_sides(checked: &Checked) -> String {
     if !sides.constraints.is_empty() {
         out.push_str("ordering constraints (rule 4):\n");
         for k in &sides.constraints {
-            let name = |o| names.get(&o).map_or("?", String::as_str);
+            let name = |o| names.get(&o).map_or("?", SmolStr::as_str);
             let _ = writeln!(
                 out,
                 "  on `{}`: `{}` at ingress => `{}` at ingress",

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use adm_syntax::FileId;
 
@@ -16,7 +17,8 @@ pub struct Source {
     pub name: String,
     /// Where it was read from; `None` for standard input.
     pub path: Option<PathBuf>,
-    pub text: String,
+    /// Shared with the compiler's database, which holds the same text.
+    pub text: Arc<str>,
 }
 
 /// All files of one program, indexed by [`FileId`].
@@ -31,7 +33,7 @@ impl Sources {
     }
 
     /// Adds a file from memory.
-    pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> FileId {
+    pub fn add(&mut self, name: impl Into<String>, text: impl Into<Arc<str>>) -> FileId {
         self.push(Source { name: name.into(), path: None, text: text.into() })
     }
 
@@ -54,7 +56,7 @@ impl Sources {
     }
 
     pub fn text(&self, id: FileId) -> &str {
-        self.get(id).map_or("", |s| s.text.as_str())
+        self.get(id).map_or("", |s| &*s.text)
     }
 
     /// The program's files (without the prelude).
@@ -112,7 +114,7 @@ impl Sources {
                         format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
                     )
                 })?;
-                sources.push(Source { name: display_name(&path), path: Some(path), text });
+                sources.push(Source { name: display_name(&path), path: Some(path), text: text.into() });
             }
         }
         Ok(sources)
@@ -122,7 +124,7 @@ impl Sources {
 /// The prelude as a source, for diagnostics whose labels point into it.
 fn prelude() -> &'static Source {
     static PRELUDE: std::sync::OnceLock<Source> = std::sync::OnceLock::new();
-    PRELUDE.get_or_init(|| Source { name: "<prelude>".to_string(), path: None, text: crate::db::PRELUDE.to_string() })
+    PRELUDE.get_or_init(|| Source { name: "<prelude>".to_string(), path: None, text: crate::db::PRELUDE.into() })
 }
 
 fn display_name(path: &Path) -> String {

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+pub use smol_str::SmolStr;
+
 use crate::diagnostic::Span;
 
 /// One parsed file.
@@ -13,10 +15,11 @@ pub struct SourceFile {
     pub items: Vec<Item>,
 }
 
-/// A name as written, with its place.
+/// A name as written, with its place. Names of up to 23 bytes are stored inline: a file's tree
+/// holds several per item, and a heap allocation each would be most of the tree.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Name {
-    pub text: String,
+    pub text: SmolStr,
     pub span: Span,
 }
 
@@ -57,7 +60,8 @@ pub enum ItemKind {
     Call(Call),
     Kind(KindDecl),
     Enum(EnumDecl),
-    Policy(Policy),
+    /// Boxed: a policy is the largest item, and a file holds many more of the others.
+    Policy(Box<Policy>),
     /// Text that did not parse as an item; its errors are already reported.
     Error,
 }
@@ -244,12 +248,20 @@ pub enum ValueKind {
     Percent(PercentLit),
     Size(SizeLit),
     /// A bare name: an enum value, a service, a method, a property word such as `either`.
-    Name(String),
+    Name(SmolStr),
     List(Vec<Value>),
-    /// `header("x-user")` or `header(name)`: a name applied to values.
-    Apply(Name, Vec<Value>),
+    /// `header("x-user")` or `header(name)`: a name applied to values. Boxed, being rare, so
+    /// that every other value stays small.
+    Apply(Box<Application>),
     /// A value that did not parse; already reported.
     Error,
+}
+
+/// `header("x-user")`: a name applied to values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Application {
+    pub name: Name,
+    pub args: Vec<Value>,
 }
 
 /// Units of durations and of the period of rates.

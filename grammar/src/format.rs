@@ -162,7 +162,7 @@ impl Formatter<'_> {
             ItemKind::Group(g) => {
                 let mut out = vec![text(format!("group {} = ", g.name))];
                 let starts: Vec<u32> = g.members.iter().map(|m| m.span.start).collect();
-                out.push(self.seq("[", "]", &starts, end, false, |_, i| text(&g.members[i].text)));
+                out.push(self.seq("[", "]", &starts, end, false, |_, i| text(g.members[i].text.as_str())));
                 out
             }
             ItemKind::Call(c) => {
@@ -195,7 +195,7 @@ impl Formatter<'_> {
             ItemKind::Enum(e) => {
                 let mut out = vec![text(format!("enum {} ", e.name))];
                 let starts: Vec<u32> = e.variants.iter().map(|v| v.span.start).collect();
-                out.push(self.seq("{", "}", &starts, end, true, |_, i| text(&e.variants[i].text)));
+                out.push(self.seq("{", "}", &starts, end, true, |_, i| text(e.variants[i].text.as_str())));
                 out
             }
             ItemKind::Policy(p) => self.policy(p, end),
@@ -248,7 +248,7 @@ impl Formatter<'_> {
             } else {
                 parts.push(text("."));
                 let starts: Vec<u32> = methods.iter().map(|m| m.span.start).collect();
-                parts.push(self.seq("{", "}", &starts, s.span.end, false, |_, i| text(&methods[i].text)));
+                parts.push(self.seq("{", "}", &starts, s.span.end, false, |_, i| text(methods[i].text.as_str())));
             }
         }
         Doc::Group(parts)
@@ -286,10 +286,11 @@ impl Formatter<'_> {
                 let starts: Vec<u32> = items.iter().map(|i| i.span.start).collect();
                 self.seq("[", "]", &starts, v.span.end, false, |f, i| f.value(&items[i]))
             }
-            ValueKind::Apply(f, args) => {
+            ValueKind::Apply(app) => {
+                let args = &app.args;
                 let starts: Vec<u32> = args.iter().map(|i| i.span.start).collect();
                 Doc::Group(vec![
-                    text(f.text.clone()),
+                    text(app.name.text.as_str()),
                     self.seq("(", ")", &starts, v.span.end, false, |f, i| f.value(&args[i])),
                 ])
             }

@@ -55,7 +55,20 @@ pub fn parse(file: FileId, src: &str) -> Parse {
     check_single_app(file, &items, &mut diagnostics);
     attach_docs(file, src, &lexer.comments, &mut items, &mut diagnostics);
     diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
-    Parse { file: SourceFile { items }, comments: lexer.comments, diagnostics }
+    Parse { file: SourceFile { items: tight(items) }, comments: tight(lexer.comments), diagnostics }
+}
+
+/// A vector without spare capacity. A file's tree holds hundreds of thousands of short lists
+/// (fields, arguments, methods), which grow by doubling from four while they are parsed: without
+/// this, about a third of the tree's memory would be capacity nothing uses.
+pub(crate) fn tight<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
+}
+
+/// The parts of a list that parsed (the others are already reported), in a tight vector.
+pub(crate) fn parts<T>(v: Vec<Option<T>>) -> Vec<T> {
+    tight(v.into_iter().flatten().collect())
 }
 
 /// Whether `tok` starts a new item. `service` is also a type (`to: service`, `list<service>`):

@@ -20,13 +20,13 @@ pub struct Occurrence {
 }
 
 fn push(out: &mut Vec<Occurrence>, name: &adm_syntax::ast::Name, ns: Namespace, def: bool) {
-    out.push(Occurrence { span: name.span, name: name.text.clone(), ns, def });
+    out.push(Occurrence { span: name.span, name: name.text.to_string(), ns, def });
 }
 
 fn value_names(v: &Value, is_service: &dyn Fn(&str) -> bool, out: &mut Vec<Occurrence>) {
     match &v.kind {
         ValueKind::Name(n) if is_service(n) => {
-            out.push(Occurrence { span: v.span, name: n.clone(), ns: Namespace::Service, def: false })
+            out.push(Occurrence { span: v.span, name: n.to_string(), ns: Namespace::Service, def: false })
         }
         ValueKind::List(items) => items.iter().for_each(|i| value_names(i, is_service, out)),
         _ => {}
@@ -106,7 +106,7 @@ impl<'a> Analysis<'a> {
 
     pub fn text(&self, pos: u32) -> Option<&'a str> {
         let file = *self.program.files(self.db).get(pos as usize)?;
-        Some(file.text(self.db).as_str())
+        Some(&**file.text(self.db))
     }
 
     pub fn file_id(&self, pos: u32) -> Option<FileId> {
@@ -188,7 +188,7 @@ impl<'a> Analysis<'a> {
         match (&item.kind, site.kind) {
             (ItemKind::Service(_), DefKind::Service) => {
                 let graph = db::call_graph(self.db, self.program);
-                let def = graph.service_index.get(&target.name).and_then(|i| graph.service(*i));
+                let def = graph.service_index.get(target.name.as_str()).and_then(|i| graph.service(*i));
                 out.push_str(&format!("```adm\nservice {}\n```", target.name));
                 if let Some(s) = def {
                     out.push_str(&format!(

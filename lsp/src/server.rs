@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use adm_syntax::ast::ItemKind;
 use admc::db::{self, Database, Program, SourceText, PRELUDE_FILE};
@@ -113,7 +114,7 @@ impl Server {
             Some(root) => admc::Sources::load(&[root.to_path_buf()]).unwrap_or_default(),
             None => admc::Sources::new(),
         };
-        let program = db.program(&[]);
+        let program = db.program(std::iter::empty::<(String, String)>());
         let (plan_tx, plan_rx) = unbounded();
         let mut server = Server {
             connection,
@@ -138,7 +139,7 @@ impl Server {
         server
     }
 
-    fn add_doc(&mut self, uri: Uri, path: Option<PathBuf>, text: String, open: bool) -> usize {
+    fn add_doc(&mut self, uri: Uri, path: Option<PathBuf>, text: Arc<str>, open: bool) -> usize {
         let id = adm_syntax::FileId(self.docs.len() as u32);
         let name = path.as_ref().map_or_else(|| uri.as_str().to_string(), |p| p.display().to_string());
         let source = SourceText::new(&self.db, id, name, text);
@@ -232,11 +233,11 @@ impl Server {
                 match self.doc_index(&p.text_document.uri) {
                     Some(i) => {
                         self.docs[i].open = true;
-                        self.docs[i].source.set_text(&mut self.db).to(p.text_document.text);
+                        self.docs[i].source.set_text(&mut self.db).to(p.text_document.text.into());
                     }
                     None => {
                         let path = convert::uri_to_path(&p.text_document.uri);
-                        self.add_doc(p.text_document.uri, path, p.text_document.text, true);
+                        self.add_doc(p.text_document.uri, path, p.text_document.text.into(), true);
                         self.sync_program();
                     }
                 }
@@ -247,7 +248,7 @@ impl Server {
                 let Some(i) = self.doc_index(&p.text_document.uri) else {
                     return Err(format!("change of a document that is not open: {}", p.text_document.uri.as_str()));
                 };
-                let mut text = self.docs[i].source.text(&self.db).clone();
+                let mut text = self.docs[i].source.text(&self.db).to_string();
                 for change in p.content_changes {
                     match change.range {
                         Some(range) => {
@@ -258,7 +259,7 @@ impl Server {
                         None => text = change.text,
                     }
                 }
-                self.docs[i].source.set_text(&mut self.db).to(text);
+                self.docs[i].source.set_text(&mut self.db).to(text.into());
                 self.refresh();
             }
             notif::DidCloseTextDocument::METHOD => {
@@ -268,7 +269,7 @@ impl Server {
                     // Back to the disk's text; a file that is not on disk leaves the program.
                     match self.docs[i].path.as_ref().and_then(|path| std::fs::read_to_string(path).ok()) {
                         Some(text) => {
-                            self.docs[i].source.set_text(&mut self.db).to(text);
+                            self.docs[i].source.set_text(&mut self.db).to(text.into());
                         }
                         None => self.remove_doc(i),
                     }
@@ -286,13 +287,13 @@ impl Server {
                         (Some(i), _) if !self.docs[i].open => {
                             if let Some(text) = self.docs[i].path.as_ref().and_then(|p| std::fs::read_to_string(p).ok())
                             {
-                                self.docs[i].source.set_text(&mut self.db).to(text);
+                                self.docs[i].source.set_text(&mut self.db).to(text.into());
                             }
                         }
                         (None, FileChangeType::CREATED) => {
                             if let Some(path) = convert::uri_to_path(&change.uri) {
                                 if let Ok(text) = std::fs::read_to_string(&path) {
-                                    self.add_doc(change.uri, Some(path), text, false);
+                                    self.add_doc(change.uri, Some(path), text.into(), false);
                                     self.sync_program();
                                 }
                             }
@@ -310,7 +311,7 @@ impl Server {
     /// Removes a document; the remaining ones are renumbered (file ids are positions).
     fn remove_doc(&mut self, index: usize) {
         let removed = self.docs.remove(index);
-        let texts: Vec<(Uri, Option<PathBuf>, String, bool)> =
+        let texts: Vec<(Uri, Option<PathBuf>, Arc<str>, bool)> =
             self.docs.drain(..).map(|d| (d.uri, d.path, d.source.text(&self.db).clone(), d.open)).collect();
         for (uri, path, text, open) in texts {
             self.add_doc(uri, path, text, open);
@@ -378,12 +379,12 @@ impl Server {
                 let Some(unit) = legal.unit((*order, *i)) else { continue };
                 let hosts: Vec<String> = admc::place::sites(&graph, unit, *side, false)
                     .iter()
-                    .filter_map(|s| graph.service(s.service).map(|d| d.name.clone()))
+                    .filter_map(|s| graph.service(s.service).map(|d| d.name.to_string()))
                     .collect();
                 view.units.insert((*order, *i), format!("{}@{}", side, hosts.join(",")));
             }
             view.adm_services =
-                placement.adms.iter().filter_map(|s| graph.service(s.service).map(|d| d.name.clone())).collect();
+                placement.adms.iter().filter_map(|s| graph.service(s.service).map(|d| d.name.to_string())).collect();
             let _ = tx.send(Planned { generation, view });
         });
     }
@@ -588,12 +589,12 @@ impl Server {
             }
             Context::ServiceName => services(),
             Context::Method(dst) => {
-                let mut methods: Vec<String> = Vec::new();
+                let mut methods: Vec<adm_syntax::ast::SmolStr> = Vec::new();
                 for s in graph.expand(&dst).unwrap_or_default() {
                     for c in graph.incoming.get(&admc::sema::model::Node::Service(s)).into_iter().flatten() {
-                        for m in graph.call(*c).and_then(|e| e.methods.clone()).unwrap_or_default() {
-                            if !methods.contains(&m) {
-                                methods.push(m);
+                        for m in graph.call(*c).and_then(|e| e.methods.as_deref()).unwrap_or_default() {
+                            if !methods.contains(m) {
+                                methods.push(m.clone());
                             }
                         }
                     }
@@ -639,7 +640,7 @@ impl Server {
             .filter_map(|item| {
                 let name = item.name()?;
                 Some(DocumentSymbol {
-                    name: name.text.clone(),
+                    name: name.text.to_string(),
                     detail: Some(item_detail(&item.kind)),
                     kind: symbol_kind(&item.kind),
                     tags: None,
@@ -666,7 +667,7 @@ impl Server {
                 }
                 #[allow(deprecated, reason = "the `deprecated` field must still be set")]
                 out.push(SymbolInformation {
-                    name: name.text.clone(),
+                    name: name.text.to_string(),
                     kind: symbol_kind(&item.kind),
                     tags: None,
                     deprecated: None,
@@ -682,7 +683,7 @@ impl Server {
         let i = self.doc_index(uri)?;
         let text = self.docs[i].source.text(&self.db);
         let formatted = adm_syntax::format::format(text).ok()?;
-        if formatted == *text {
+        if *formatted == **text {
             return Some(Vec::new());
         }
         let lines = self.lines(i);

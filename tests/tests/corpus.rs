@@ -107,7 +107,7 @@ fn five_independent_errors_are_five_diagnostics_at_their_lines() {
         .collect();
     assert_eq!(places, vec![(3, 33), (5, 18), (7, 22), (8, 48), (10, 10)], "{report:#?}");
     let parse = checked.parse(adm_syntax::FileId(0)).expect("the file was parsed");
-    let names: Vec<String> = parse.file.items.iter().filter_map(|i| i.name().map(|n| n.text.clone())).collect();
+    let names: Vec<String> = parse.file.items.iter().filter_map(|i| i.name().map(|n| n.text.to_string())).collect();
     // Every item with a correct header still reaches the tree, including those after the errors.
     for expected in ["frontend", "search", "geo", "g", "a", "b", "k", "c"] {
         assert!(names.iter().any(|n| n == expected), "`{expected}` missing from {names:?}");

@@ -26,7 +26,7 @@ fn every_example_checks_clean_and_is_formatted() {
         assert!(checked.diagnostics.is_empty(), "{}:\n{rendered}", dir.display());
         for (_, source) in sources.iter() {
             let formatted = adm_syntax::format::format(&source.text).unwrap_or_default();
-            assert_eq!(formatted, source.text, "{} is not in canonical form", source.name);
+            assert_eq!(formatted, &*source.text, "{} is not in canonical form", source.name);
         }
     }
 }

@@ -31,7 +31,7 @@ fn count(log: &[String], query: &str) -> usize {
 fn setup() -> (Database, db::ExecutionLog, db::Program, SourceText) {
     let (db, log) = Database::with_execution_log();
     let files = [("services.adm", SERVICES), ("calls.adm", CALLS), ("policies.adm", POLICIES)];
-    let program = db.program(&files.map(|(n, t)| (n.to_string(), t.to_string())));
+    let program = db.program(files);
     let policies = program.files(&db)[3];
     assert!(db::program_diagnostics(&db, program).is_empty(), "{:?}", db::program_diagnostics(&db, program));
     (db, log, program, policies)
@@ -43,7 +43,7 @@ fn editing_an_argument_reparses_one_file_and_keeps_the_program_tables() {
     let first = executed(&log);
     assert_eq!(count(&first, "parse_file"), 4, "every file and the prelude are parsed once: {first:#?}");
 
-    policies.set_text(&mut db).to(POLICIES.replace("after: 300ms", "after: 250ms"));
+    policies.set_text(&mut db).to(POLICIES.replace("after: 300ms", "after: 250ms").into());
     assert!(db::program_diagnostics(&db, program).is_empty());
     let after_edit = executed(&log);
 
@@ -64,14 +64,14 @@ fn editing_an_argument_reparses_one_file_and_keeps_the_program_tables() {
 fn editing_a_selector_recomputes_placement() {
     let (mut db, log, program, policies) = setup();
     executed(&log);
-    policies.set_text(&mut db).to(POLICIES.replace("on * -> geo", "on search -> geo"));
+    policies.set_text(&mut db).to(POLICIES.replace("on * -> geo", "on search -> geo").into());
     assert!(db::program_diagnostics(&db, program).is_empty());
     let after_edit = executed(&log);
     assert_eq!(count(&after_edit, "call_graph"), 0, "{after_edit:#?}");
     assert_eq!(count(&after_edit, "legal_sides"), 0, "the coverage is the same: {after_edit:#?}");
 
     // A selector that covers another call changes the placement problem.
-    policies.set_text(&mut db).to(POLICIES.replace("on * -> geo", "on * -> search"));
+    policies.set_text(&mut db).to(POLICIES.replace("on * -> geo", "on * -> search").into());
     let diags = db::program_diagnostics(&db, program).clone();
     let after_second = executed(&log);
     assert_eq!(count(&after_second, "legal_sides"), 1, "{after_second:#?}");
@@ -85,7 +85,7 @@ fn editing_a_selector_recomputes_placement() {
 fn breaking_a_policy_rechecks_only_its_file() {
     let (mut db, log, program, policies) = setup();
     executed(&log);
-    policies.set_text(&mut db).to(POLICIES.replace("timeout(after: 300ms)", "timeout($after: 300ms)"));
+    policies.set_text(&mut db).to(POLICIES.replace("timeout(after: 300ms)", "timeout($after: 300ms)").into());
     let diags = db::program_diagnostics(&db, program).clone();
     assert!(diags.iter().any(|d| d.code == "E0001"), "{diags:?}");
     let after_edit = executed(&log);
@@ -103,7 +103,7 @@ fn editing_a_service_file_leaves_other_files_parsed() {
     let (mut db, log, program, _) = setup();
     executed(&log);
     let services = program.files(&db)[1];
-    services.set_text(&mut db).to(SERVICES.replace("port: 8083", "port: 9083"));
+    services.set_text(&mut db).to(SERVICES.replace("port: 8083", "port: 9083").into());
     assert!(db::program_diagnostics(&db, program).is_empty());
     let after_edit = executed(&log);
     assert_eq!(count(&after_edit, "parse_file"), 1, "{after_edit:#?}");

@@ -284,7 +284,7 @@ fn fmt(paths: &[PathBuf], check: bool, to_stdout: bool, color: bool) -> Result<E
                 continue;
             }
         };
-        let changed = formatted != source.text;
+        let changed = *formatted != *source.text;
         match (&source.path, check, to_stdout) {
             (_, true, _) => {
                 if changed {

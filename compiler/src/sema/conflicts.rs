@@ -47,7 +47,7 @@ pub fn find(facts: &[&PolicyFacts], graph: &CallGraph) -> Vec<Conflict> {
                     (Some(a), Some(b)) if a != b => {
                         Some(ConflictKind::Access { source: edge.from, earlier_permits: a })
                     }
-                    _ if p.exclusive && p.kind == q.kind => Some(ConflictKind::Exclusive { kind: p.kind.clone() }),
+                    _ if p.exclusive && p.kind == q.kind => Some(ConflictKind::Exclusive { kind: p.kind.to_string() }),
                     _ => None,
                 };
                 if let Some(kind) = kind {

@@ -1,8 +1,9 @@
 //! Services, groups and calls: checked one file at a time, then joined into the [`CallGraph`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use adm_syntax::ast::{Endpoint, Field, ItemKind, Name, RateLit, SourceFile, TimeUnit, ValueKind};
+use adm_syntax::ast::{Endpoint, Field, ItemKind, Name, RateLit, SmolStr, SourceFile, TimeUnit, ValueKind};
 use adm_syntax::{Diagnostic, FileId};
 
 use super::model::{CallEdge, CallGraph, CallIdx, ExternalTraffic, Node, Protocol, ServiceDef, ServiceIdx};
@@ -13,14 +14,14 @@ use super::suggest;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum End {
     External,
-    Service(String),
+    Service(SmolStr),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CallDecl {
     pub from: End,
     pub to: End,
-    pub methods: Option<Vec<String>>,
+    pub methods: Option<Arc<[SmolStr]>>,
     pub rate: RateLit,
     /// Item index in its file.
     pub item: u32,
@@ -30,9 +31,9 @@ pub struct CallDecl {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct GraphDecls {
     pub services: Vec<(ServiceDef, u32)>,
-    pub groups: Vec<(String, Vec<String>, u32)>,
+    pub groups: Vec<(SmolStr, Vec<SmolStr>, u32)>,
     pub calls: Vec<CallDecl>,
-    pub apps: Vec<(String, u32)>,
+    pub apps: Vec<(SmolStr, u32)>,
 }
 
 /// The default rate of a call that declares none.
@@ -40,6 +41,14 @@ pub const DEFAULT_RATE: RateLit = RateLit { value: 1, per: TimeUnit::Seconds };
 
 const SERVICE_FIELDS: &[&str] = &["protocol", "port", "external", "replicas", "adm_cost"];
 const CALL_FIELDS: &[&str] = &["methods", "rate"];
+
+/// The node a call's end names, if it names a service of the graph.
+pub fn node(g: &CallGraph, end: &End) -> Option<Node> {
+    match end {
+        End::External => Some(Node::External),
+        End::Service(s) => g.service_index.get(s).map(|i| Node::Service(*i)),
+    }
+}
 
 /// Checks the services, groups, calls and `app` of one file.
 pub fn check_file(file: FileId, ast: &SourceFile, symbols: &Symbols, diags: &mut Vec<Diagnostic>) -> GraphDecls {
@@ -54,7 +63,7 @@ pub fn check_file(file: FileId, ast: &SourceFile, symbols: &Symbols, diags: &mut
                 }
             }
             ItemKind::Group(g) => {
-                let mut members: Vec<String> = Vec::new();
+                let mut members: Vec<SmolStr> = Vec::new();
                 for m in &g.members {
                     match symbols.service_like(&m.text) {
                         Some(DefKind::Service) => {
@@ -97,6 +106,9 @@ pub fn check_file(file: FileId, ast: &SourceFile, symbols: &Symbols, diags: &mut
             ItemKind::Kind(_) | ItemKind::Enum(_) | ItemKind::Policy(_) | ItemKind::Error => {}
         }
     }
+    // Held for the program's life: no room left from growing.
+    out.services.shrink_to_fit();
+    out.calls.shrink_to_fit();
     out
 }
 
@@ -251,13 +263,13 @@ fn check_call_fields(
     file: FileId,
     fields: &[Field],
     diags: &mut Vec<Diagnostic>,
-) -> (Option<Vec<String>>, Option<RateLit>) {
+) -> (Option<Arc<[SmolStr]>>, Option<RateLit>) {
     let mut methods = None;
     let mut rate = None;
     for f in known_fields(file, fields, CALL_FIELDS, "call", diags) {
         match (f.name.text.as_str(), &f.value.kind) {
             ("methods", ValueKind::List(items)) => {
-                let mut names: Vec<String> = Vec::new();
+                let mut names: Vec<SmolStr> = Vec::new();
                 let mut spans = Vec::new();
                 for item in items {
                     match &item.kind {
@@ -278,7 +290,7 @@ fn check_call_fields(
                         ),
                     }
                 }
-                methods = Some(names);
+                methods = Some(names.into());
             }
             ("methods", _) => diags.push(field_error(file, f, "a list of method names, as in `[Nearby]`")),
             ("rate", ValueKind::Rate(r)) if r.value > 0 => rate = Some(*r),
@@ -316,10 +328,6 @@ pub fn build(files: &[&GraphDecls]) -> CallGraph {
             g.groups.insert(name.clone(), resolved);
         }
     }
-    let node = |g: &CallGraph, end: &End| match end {
-        End::External => Some(Node::External),
-        End::Service(s) => g.service_index.get(s).map(|i| Node::Service(*i)),
-    };
     let mut declared_external: BTreeMap<(Node, Node), CallEdge> = BTreeMap::new();
     for decls in files {
         for c in &decls.calls {
@@ -363,6 +371,10 @@ pub fn build(files: &[&GraphDecls]) -> CallGraph {
     for (i, c) in g.calls.iter().enumerate() {
         g.outgoing.entry(c.from).or_default().push(CallIdx(i as u32));
         g.incoming.entry(c.to).or_default().push(CallIdx(i as u32));
+    }
+    g.calls.shrink_to_fit();
+    for list in g.outgoing.values_mut().chain(g.incoming.values_mut()) {
+        list.shrink_to_fit();
     }
     g
 }

@@ -70,7 +70,7 @@ pub fn lower_enum(e: &EnumDecl, file: FileId, diags: &mut Vec<Diagnostic>) -> Ve
                 .with_help("give the enum another name"),
         );
     }
-    seen.into_iter().map(|n| n.text.clone()).collect()
+    seen.into_iter().map(|n| n.text.to_string()).collect()
 }
 
 const PROPERTIES: &[&str] = &["placement", "state", "reads", "writes", "exclusive", "positive"];
@@ -112,7 +112,7 @@ pub fn lower_kind(
             },
             None => None,
         };
-        params.push(ParamDef { name: p.name.text.clone(), ty, default });
+        params.push(ParamDef { name: p.name.text.to_string(), ty, default });
     }
 
     let mut placement = None;
@@ -207,7 +207,7 @@ pub fn lower_kind(
                     };
                     match params.iter().find(|d| &d.name == p) {
                         Some(d) if matches!(d.ty, Ty::Int | Ty::Duration | Ty::Rate | Ty::Percent | Ty::Size) => {
-                            positive.push(p.clone());
+                            positive.push(p.to_string());
                         }
                         Some(d) => {
                             diags.push(
@@ -265,7 +265,7 @@ pub fn lower_kind(
     }
     let (Some(placement), Some(state), true) = (placement, state, ok) else { return None };
     Some(KindDef {
-        name: k.name.text.clone(),
+        name: k.name.text.to_string(),
         params,
         placement,
         state,
@@ -308,7 +308,7 @@ fn lower_fact(
             "destination" => Fact::Destination,
             _ => Fact::Outcome,
         })),
-        ValueKind::Apply(f, args) if f.text == "header" => match args.as_slice() {
+        ValueKind::Apply(app) if app.name.text == "header" => match app.args.as_slice() {
             [arg] => match &arg.kind {
                 ValueKind::Str(h) if valid_header(h) => Some(FactPattern::Fixed(Fact::Header(h.to_ascii_lowercase()))),
                 ValueKind::Str(h) => {
@@ -319,7 +319,7 @@ fn lower_fact(
                     None
                 }
                 ValueKind::Name(p) => match params.iter().find(|d| &d.name == p) {
-                    Some(d) if d.ty == Ty::String => Some(FactPattern::HeaderParam(p.clone())),
+                    Some(d) if d.ty == Ty::String => Some(FactPattern::HeaderParam(p.to_string())),
                     Some(d) => {
                         diags.push(Diagnostic::error(
                             "E0207",

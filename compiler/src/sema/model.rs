@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
-use adm_syntax::ast::{PercentLit, RateLit, Side};
+use adm_syntax::ast::{PercentLit, RateLit, Side, SmolStr};
 
 /// A service of the mesh, by its index in [`CallGraph::services`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,7 +62,7 @@ impl ExternalTraffic {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ServiceDef {
-    pub name: String,
+    pub name: SmolStr,
     pub protocol: Protocol,
     pub port: u16,
     pub external: Option<ExternalTraffic>,
@@ -76,8 +77,9 @@ pub struct ServiceDef {
 pub struct CallEdge {
     pub from: Node,
     pub to: Node,
-    /// `None`: the call declares no methods, so it carries any method.
-    pub methods: Option<Vec<String>>,
+    /// `None`: the call declares no methods, so it carries any method. Shared with the
+    /// declaration it comes from.
+    pub methods: Option<Arc<[SmolStr]>>,
     pub rate: RateLit,
     /// Whether a `call` item declares it (implicit external edges are not declared).
     pub declared: bool,
@@ -94,9 +96,9 @@ impl CallEdge {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct CallGraph {
     pub services: Vec<ServiceDef>,
-    pub service_index: BTreeMap<String, ServiceIdx>,
+    pub service_index: BTreeMap<SmolStr, ServiceIdx>,
     /// Each group with its member services (resolved, duplicates removed, in declaration order).
-    pub groups: BTreeMap<String, Vec<ServiceIdx>>,
+    pub groups: BTreeMap<SmolStr, Vec<ServiceIdx>>,
     /// Declared calls in declaration order, then the implicit external edges.
     pub calls: Vec<CallEdge>,
     pub call_index: BTreeMap<(Node, Node), CallIdx>,
@@ -385,11 +387,11 @@ pub type PolicyOrder = (u32, u32);
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Covered {
     pub call: CallIdx,
-    pub methods: Option<Vec<String>>,
+    pub methods: Option<Vec<SmolStr>>,
 }
 
 /// Whether two method sets (`None` = all) share a method.
-pub fn methods_overlap(a: &Option<Vec<String>>, b: &Option<Vec<String>>) -> bool {
+pub fn methods_overlap(a: &Option<Vec<SmolStr>>, b: &Option<Vec<SmolStr>>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
         _ => true,
@@ -484,10 +486,10 @@ impl Unit {
 /// values are apart ([`Args`]), so that editing one leaves placement and conflicts untouched.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PolicyFacts {
-    pub name: String,
+    pub name: SmolStr,
     /// For `allow` and `deny`: whether it allows, and the services of its `from` list.
     pub access: Option<Access>,
-    pub kind: String,
+    pub kind: SmolStr,
     pub order: PolicyOrder,
     pub covered: Vec<Covered>,
     pub at: Option<Side>,
@@ -508,7 +510,7 @@ impl PolicyFacts {
             || touches(&other.writes, &self.reads)
     }
 
-    pub fn covered_methods(&self, call: CallIdx) -> Option<&Option<Vec<String>>> {
+    pub fn covered_methods(&self, call: CallIdx) -> Option<&Option<Vec<SmolStr>>> {
         self.covered.iter().find(|c| c.call == call).map(|c| &c.methods)
     }
 }
@@ -522,8 +524,48 @@ pub struct OrderingConstraint {
     pub later: (PolicyOrder, u32),
 }
 
-/// A policy's arguments, typed, defaults filled in, in canonical units.
-pub type Args = BTreeMap<String, TypedValue>;
+/// A policy's arguments, typed, defaults filled in, in canonical units, in name order.
+///
+/// A sorted vector rather than a map: a policy has a handful of arguments and a program has tens
+/// of thousands of policies, and a map's smallest node holds room for eleven.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Args(Vec<(SmolStr, TypedValue)>);
+
+impl Args {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TypedValue> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    /// Sets an argument, replacing the value it had.
+    pub fn insert(&mut self, name: &str, value: TypedValue) {
+        match self.find(name) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (SmolStr::new(name), value)),
+        }
+    }
+
+    /// The arguments in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &TypedValue)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &TypedValue> {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    /// Drops the room the vector grew while the arguments were added.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+}
 
 /// What an access-control policy decides.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

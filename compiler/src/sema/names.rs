@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use adm_syntax::ast::{ItemKind, SourceFile};
+use adm_syntax::ast::{ItemKind, SmolStr, SourceFile};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DefKind {
@@ -54,7 +54,7 @@ pub struct DefSite {
 }
 
 /// The names one file defines, without positions: (name, kind, item index).
-pub fn file_defs(file: &SourceFile) -> Vec<(String, DefKind, u32)> {
+pub fn file_defs(file: &SourceFile) -> Vec<(SmolStr, DefKind, u32)> {
     let mut out = Vec::new();
     for (i, item) in file.items.iter().enumerate() {
         let kind = match &item.kind {
@@ -76,10 +76,10 @@ pub fn file_defs(file: &SourceFile) -> Vec<(String, DefKind, u32)> {
 /// is the one that counts, the others are duplicates (reported where they stand).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Symbols {
-    pub services: BTreeMap<String, Vec<DefSite>>,
-    pub kinds: BTreeMap<String, Vec<DefSite>>,
-    pub types: BTreeMap<String, Vec<DefSite>>,
-    pub policies: BTreeMap<String, Vec<DefSite>>,
+    pub services: BTreeMap<SmolStr, Vec<DefSite>>,
+    pub kinds: BTreeMap<SmolStr, Vec<DefSite>>,
+    pub types: BTreeMap<SmolStr, Vec<DefSite>>,
+    pub policies: BTreeMap<SmolStr, Vec<DefSite>>,
 }
 
 /// Built-in type names: an enum may not take one.
@@ -88,10 +88,14 @@ pub const BUILTIN_TYPES: &[&str] =
 
 impl Symbols {
     pub fn add(&mut self, name: &str, site: DefSite) {
-        self.namespace_mut(site.kind.namespace()).entry(name.to_string()).or_default().push(site);
+        // Nearly every name is defined once: its list starts with room for one.
+        self.namespace_mut(site.kind.namespace())
+            .entry(SmolStr::new(name))
+            .or_insert_with(|| Vec::with_capacity(1))
+            .push(site);
     }
 
-    fn namespace_mut(&mut self, ns: Namespace) -> &mut BTreeMap<String, Vec<DefSite>> {
+    fn namespace_mut(&mut self, ns: Namespace) -> &mut BTreeMap<SmolStr, Vec<DefSite>> {
         match ns {
             Namespace::Service => &mut self.services,
             Namespace::Kind => &mut self.kinds,
@@ -100,7 +104,7 @@ impl Symbols {
         }
     }
 
-    pub fn namespace(&self, ns: Namespace) -> &BTreeMap<String, Vec<DefSite>> {
+    pub fn namespace(&self, ns: Namespace) -> &BTreeMap<SmolStr, Vec<DefSite>> {
         match ns {
             Namespace::Service => &self.services,
             Namespace::Kind => &self.kinds,
@@ -120,7 +124,7 @@ impl Symbols {
     }
 
     pub fn names(&self, ns: Namespace) -> impl Iterator<Item = &str> {
-        self.namespace(ns).keys().map(String::as_str)
+        self.namespace(ns).keys().map(SmolStr::as_str)
     }
 
     /// Names of one kind only (services without groups, say), for suggestions of the right sort.

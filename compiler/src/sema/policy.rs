@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use adm_syntax::ast::{Endpoint, Policy, Selector};
+use adm_syntax::ast::{Endpoint, Policy, Selector, SmolStr};
 use adm_syntax::{Diagnostic, FileId};
 
 use super::model::{
@@ -25,7 +25,7 @@ pub fn check(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(PolicyFacts, Args)> {
     let file = scope.file;
-    let kind = match kinds.get(&p.kind.text) {
+    let kind = match kinds.get(p.kind.text.as_str()) {
         Some(Some(k)) => Some(k),
         Some(None) => None,
         None => {
@@ -77,7 +77,7 @@ pub fn check(
     let facts = PolicyFacts {
         name: p.name.text.clone(),
         access,
-        kind: kind.name.clone(),
+        kind: SmolStr::new(&kind.name),
         order,
         covered,
         at: p.at.map(|a| a.side),
@@ -92,7 +92,7 @@ pub fn check(
 
 fn check_args(p: &Policy, kind: &KindDef, scope: &Scope<'_>, diags: &mut Vec<Diagnostic>) -> Option<Args> {
     let file = scope.file;
-    let mut args = BTreeMap::new();
+    let mut args = Args::default();
     let mut spans = BTreeMap::new();
     let mut ok = true;
     for a in &p.args {
@@ -130,7 +130,7 @@ fn check_args(p: &Policy, kind: &KindDef, scope: &Scope<'_>, diags: &mut Vec<Dia
                     );
                     ok = false;
                 }
-                args.insert(name.to_string(), v);
+                args.insert(name, v);
             }
             None => ok = false,
         }
@@ -153,9 +153,10 @@ fn check_args(p: &Policy, kind: &KindDef, scope: &Scope<'_>, diags: &mut Vec<Dia
     }
     for d in &kind.params {
         if let (false, Some(default)) = (args.contains_key(&d.name), &d.default) {
-            args.insert(d.name.clone(), default.clone());
+            args.insert(&d.name, default.clone());
         }
     }
+    args.shrink_to_fit();
     ok.then_some(args)
 }
 
@@ -254,7 +255,7 @@ fn matched_calls(from: &Nodes, to: &Nodes, graph: &CallGraph) -> Vec<CallIdx> {
 /// The calls a policy covers, with methods; reports unknown names, undeclared methods and
 /// selectors that cover nothing.
 fn cover(p: &Policy, scope: &Scope<'_>, graph: &CallGraph, diags: &mut Vec<Diagnostic>) -> Vec<Covered> {
-    let mut covered: BTreeMap<CallIdx, Option<Vec<String>>> = BTreeMap::new();
+    let mut covered: BTreeMap<CallIdx, Option<Vec<SmolStr>>> = BTreeMap::new();
     for sel in &p.selectors {
         let (Some(from), Some(to)) = (nodes(&sel.from, scope, graph, diags), nodes(&sel.to, scope, graph, diags))
         else {
@@ -283,7 +284,7 @@ fn cover(p: &Policy, scope: &Scope<'_>, graph: &CallGraph, diags: &mut Vec<Diagn
                 )
                 .with_primary("a selector may name only methods that every call it matches declares");
                 if let Some(declared) = lacking.first().and_then(|c| graph.call(*c)).and_then(|e| e.methods.as_ref()) {
-                    d = match suggest::help(&m.text, "method", declared.iter().map(String::as_str)) {
+                    d = match suggest::help(&m.text, "method", declared.iter().map(SmolStr::as_str)) {
                         Some((help, name)) => d.with_help(help).with_replacement(name),
                         None => {
                             d.with_help(format!("`{}` declares: {}", graph.call_name(lacking[0]), declared.join(", ")))

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use adm_syntax::ast::Side;
+use adm_syntax::ast::{Side, SmolStr};
 
 use super::model::{
     methods_overlap, CallGraph, CallIdx, Node, OrderingConstraint, Placement, PolicyFacts, PolicyOrder, Removal, Rule,
@@ -159,7 +159,7 @@ pub fn legal_sides(facts: &[&PolicyFacts], graph: &CallGraph) -> LegalSides {
             }
         }
     }
-    let names: BTreeMap<PolicyOrder, String> = facts.iter().map(|f| (f.order, f.name.clone())).collect();
+    let names: BTreeMap<PolicyOrder, SmolStr> = facts.iter().map(|f| (f.order, f.name.clone())).collect();
     propagate(&mut units, &mut constraints, &names, graph);
     LegalSides { units, constraints }
 }
@@ -179,10 +179,10 @@ fn get_mut(units: &mut BTreeMap<PolicyOrder, Vec<Unit>>, (order, i): (PolicyOrde
 pub fn propagate(
     units: &mut BTreeMap<PolicyOrder, Vec<Unit>>,
     constraints: &mut Vec<OrderingConstraint>,
-    names: &BTreeMap<PolicyOrder, String>,
+    names: &BTreeMap<PolicyOrder, SmolStr>,
     graph: &CallGraph,
 ) {
-    let name = |o: &PolicyOrder| names.get(o).map_or("?", String::as_str).to_string();
+    let name = |o: &PolicyOrder| names.get(o).map_or("?", SmolStr::as_str).to_string();
     loop {
         let mut changed = false;
         for k in constraints.iter() {

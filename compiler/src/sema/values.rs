@@ -136,9 +136,9 @@ pub fn check(ty: &Ty, value: &Value, scope: &Scope<'_>, diags: &mut Vec<Diagnost
                 diags.push(d);
                 return None;
             }
-            TypedValue::Service(n.clone())
+            TypedValue::Service(n.to_string())
         }
-        (Ty::Method, ValueKind::Name(n)) => TypedValue::Method(n.clone()),
+        (Ty::Method, ValueKind::Name(n)) => TypedValue::Method(n.to_string()),
         (Ty::Enum(e), ValueKind::Name(n)) => {
             let variants = scope.enums.get(e).map(Vec::as_slice).unwrap_or_default();
             if !variants.iter().any(|v| v == n) {
@@ -150,7 +150,7 @@ pub fn check(ty: &Ty, value: &Value, scope: &Scope<'_>, diags: &mut Vec<Diagnost
                 diags.push(d);
                 return None;
             }
-            TypedValue::Enum(n.clone())
+            TypedValue::Enum(n.to_string())
         }
         (Ty::List(inner), ValueKind::List(items)) => {
             let mut out = Vec::with_capacity(items.len());
