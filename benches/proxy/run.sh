@@ -9,6 +9,11 @@
 #   admd     client -> admd (a 3-policy chain: allow, rate_limit, set_header) -> upstream
 #   hyper    the same admd with --hyper-only (its general path, which HTTP/2 and gRPC take)
 #   nginx    client -> nginx (proxy_pass, upstream keepalive) -> upstream
+# and, in the latency runs, two floors: proxies that only copy bytes (`adm-bench relay`), one on
+# tokio as admd is built, one with blocking threads. No HTTP proxy on a stack adds less than its
+# relay, so they show what the stack leaves for the HTTP path.
+#   relay    client -> tokio byte relay -> upstream
+#   blocking client -> blocking byte relay -> upstream
 # Latency: wrk with one connection, every process pinned to CPU 0 (waking a thread on the other
 # CPU costs 50-80 us here, which would drown the difference). Throughput: the proxy alone on CPU 1
 # (one core), wrk and the upstream on CPU 0, 64 connections. CPU seconds per 100k requests come
@@ -36,6 +41,7 @@ cleanup() {
   for pidfile in "$work"/*.pid; do [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true; done
   [ -n "${ADMD:-}" ] && kill "$ADMD" 2>/dev/null || true
   [ -n "${HYPER:-}" ] && kill "$HYPER" 2>/dev/null || true
+  for pid in ${RELAY:-} ${BLOCKING:-}; do kill "$pid" 2>/dev/null || true; done
   [ -n "${ATTACH:-}" ] && kill "$ATTACH" 2>/dev/null && sleep 0.5 || true
   [ -n "${cgroot:-}" ] && remove_cgroup
   mountpoint -q "$work/bpf" && umount "$work/bpf" || true
@@ -99,17 +105,22 @@ start_proxies() { # cpu
   taskset -c "$1" target/release/admd --threads 1 --hyper-only --config "$work/admd-hyper.json" --admin 127.0.0.60:15021 2>"$work/admd-hyper.log" &
   HYPER=$!
   taskset -c "$1" nginx -c "$work/proxy.conf"
+  taskset -c "$1" target/release/adm-bench relay 127.0.0.60:15030 127.0.0.61:8080 --mode tokio 2>/dev/null &
+  RELAY=$!
+  taskset -c "$1" target/release/adm-bench relay 127.0.0.60:15031 127.0.0.61:8080 --mode blocking 2>/dev/null &
+  BLOCKING=$!
   for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.60:15006/ 2>/dev/null && break; sleep 0.1; done
   kill -0 "$ADMD" 2>/dev/null || { echo "error: admd did not start:" >&2; cat "$work/admd.log" >&2; exit 2; }
 }
 stop_proxies() {
-  for pid in ${ADMD:-} ${HYPER:-}; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
-  ADMD= HYPER=
+  for pid in ${ADMD:-} ${HYPER:-} ${RELAY:-} ${BLOCKING:-}; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+  ADMD= HYPER= RELAY= BLOCKING=
   kill "$(cat "$work/proxy.pid")"; sleep 0.5
 }
 nginx_pids() { echo "$(cat "$work/proxy.pid") $(pgrep -P "$(cat "$work/proxy.pid")" | tr '\n' ' ')"; }
 
-declare -A URL=([direct]=http://127.0.0.61:8080/ [admd]=http://127.0.0.60:15006/ [hyper]=http://127.0.0.60:15016/ [nginx]=http://127.0.0.60:8081/)
+declare -A URL=([direct]=http://127.0.0.61:8080/ [admd]=http://127.0.0.60:15006/ [hyper]=http://127.0.0.60:15016/ [nginx]=http://127.0.0.60:8081/
+  [relay]=http://127.0.0.60:15030/ [blocking]=http://127.0.0.60:15031/)
 
 ROUNDS=${ROUNDS:-5}
 # The median over interleaved rounds of a path's percentile (`median_pct lat admd 50%`): the
@@ -133,15 +144,15 @@ latency_rounds() {
 echo "== latency: 1 connection, all on CPU 0, ${DURATION}s each in $ROUNDS interleaved rounds (medians)"
 start_proxies 0
 idle_admd=$(rss_kb "$ADMD")
-latency_rounds lat direct admd hyper nginx
+latency_rounds lat direct admd hyper nginx relay blocking
 stop_proxies
 printf '%-8s %10s %10s\n' path "p50 (us)" "p99 (us)"
-for name in direct admd hyper nginx; do
+for name in direct admd hyper nginx relay blocking; do
   printf '%-8s %10s %10s\n' "$name" "$(median_pct lat "$name" 50%)" "$(median_pct lat "$name" 99%)"
 done
 d50=$(median_pct lat direct 50%); d99=$(median_pct lat direct 99%)
 n50=$(median_pct lat nginx 50%); n99=$(median_pct lat nginx 99%)
-for name in admd hyper; do
+for name in admd hyper relay blocking; do
   awk -v name="$name" -v d50="$d50" -v d99="$d99" -v a50="$(median_pct lat "$name" 50%)" -v a99="$(median_pct lat "$name" 99%)" -v n50="$n50" -v n99="$n99" 'BEGIN {
     printf "added p50: %s %.1f us, nginx %.1f us (ratio %.2f); added p99: %s %.1f us, nginx %.1f us (ratio %.2f)\n",
       name, a50 - d50, n50 - d50, (a50 - d50) / (n50 - d50), name, a99 - d99, n99 - d99, (a99 - d99) / (n99 - d99) }'

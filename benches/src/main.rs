@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use adm_bench::{generate, MeshShape};
 
+mod relay;
+
 /// Counts live heap bytes, to report the parse's memory apart from the process's.
 struct Counting;
 
@@ -99,6 +101,16 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         edits: usize,
     },
+    /// A proxy that only copies bytes: the floor of what a proxy on the same stack adds
+    /// (`benches/proxy/run.sh` runs it beside admd and nginx)
+    Relay {
+        /// Address to listen on
+        listen: std::net::SocketAddr,
+        /// Address to relay each connection to
+        upstream: std::net::SocketAddr,
+        #[arg(long, value_enum, default_value_t = relay::Mode::Tokio)]
+        mode: relay::Mode,
+    },
     /// Time lexing+parsing and the whole `admc check` of a generated program
     Check {
         #[arg(long, default_value_t = 10_000)]
@@ -113,48 +125,24 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Cmd::Gen { services, calls_per_service, policies_per_service, seed } => {
             print!("{}", generate(MeshShape { services, calls_per_service, policies_per_service, seed }));
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Cmd::Load { addr, rate, duration, connections } => {
-            match load(addr, rate.max(1), duration.max(1), connections.max(1)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
+        Cmd::Load { addr, rate, duration, connections } => load(addr, rate.max(1), duration.max(1), connections.max(1)),
+        Cmd::Redirect { round_trips } => redirect(round_trips.max(100)),
+        Cmd::Lsp { lines, files, edits } => lsp(lines, files.max(1), edits.max(2)),
+        Cmd::Plan { sizes, runs } => plan(&sizes, runs.max(1)),
+        Cmd::Relay { listen, upstream, mode } => relay::run(listen, upstream, mode),
+        Cmd::Check { services, runs, admc } => check(services, runs.max(1), admc),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
-        Cmd::Redirect { round_trips } => match redirect(round_trips.max(100)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
-        Cmd::Lsp { lines, files, edits } => match lsp(lines, files.max(1), edits.max(2)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
-        Cmd::Plan { sizes, runs } => match plan(&sizes, runs.max(1)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
-        Cmd::Check { services, runs, admc } => match check(services, runs.max(1), admc) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
     }
 }
 
