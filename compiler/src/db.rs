@@ -15,7 +15,7 @@ use adm_syntax::{Diagnostic, FileId, Parse, Span};
 use crate::sema::conflicts::{self as conflict_rules, Conflict, ConflictKind};
 use crate::sema::graph::{self, CallDecl, End, GraphDecls};
 use crate::sema::kinds;
-use crate::sema::model::{Args, CallGraph, KindDef, Node, PolicyFacts, PolicyOrder, Rule, Unit, UnitKey};
+use crate::sema::model::{Args, CallGraph, KindDef, PolicyFacts, PolicyOrder, Rule, Unit, UnitKey};
 use crate::sema::names::{self, DefKind, DefSite, Symbols};
 use crate::sema::policy::{self, KindTable};
 use crate::sema::sides::{self as side_rules, LegalSides};
@@ -210,14 +210,11 @@ pub fn call_graph(db: &dyn salsa::Database, program: Program) -> CallGraph {
 
 /// Where each call is declared first: (file position, item index).
 #[salsa::tracked(returns(ref))]
-fn first_declarations(db: &dyn salsa::Database, program: Program) -> BTreeMap<(Node, Node), (u32, u32)> {
-    let graph = call_graph(db, program);
+fn first_declarations(db: &dyn salsa::Database, program: Program) -> BTreeMap<(End, End), (u32, u32)> {
     let mut out = BTreeMap::new();
     for pos in 0..program.files(db).len() as u32 {
         for c in &file_graph(db, program, pos).calls {
-            if let (Some(from), Some(to)) = (graph::node(graph, &c.from), graph::node(graph, &c.to)) {
-                out.entry((from, to)).or_insert((pos, c.item));
-            }
+            out.entry((c.from.clone(), c.to.clone())).or_insert((pos, c.item));
         }
     }
     out
@@ -471,8 +468,7 @@ fn calls_and_app(db: &dyn salsa::Database, program: Program, pos: u32, id: FileI
     let items = &parse_file(db, file).file.items;
     for c in &decls.calls {
         let Some(here) = items.get(c.item as usize) else { continue };
-        let first = graph::node(graph, &c.from).zip(graph::node(graph, &c.to)).and_then(|k| declared.get(&k));
-        if let Some(&(first_pos, first_item)) = first {
+        if let Some(&(first_pos, first_item)) = declared.get(&(c.from.clone(), c.to.clone())) {
             if (first_pos, first_item) != (pos, c.item) {
                 if let Some((first_file, first)) = item_spans(db, program, first_pos, first_item) {
                     diags.push(

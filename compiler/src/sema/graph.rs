@@ -43,7 +43,7 @@ const SERVICE_FIELDS: &[&str] = &["protocol", "port", "external", "replicas", "a
 const CALL_FIELDS: &[&str] = &["methods", "rate"];
 
 /// The node a call's end names, if it names a service of the graph.
-pub fn node(g: &CallGraph, end: &End) -> Option<Node> {
+fn node(g: &CallGraph, end: &End) -> Option<Node> {
     match end {
         End::External => Some(Node::External),
         End::Service(s) => g.service_index.get(s).map(|i| Node::Service(*i)),
