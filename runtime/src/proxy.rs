@@ -352,7 +352,9 @@ async fn send_affine(ctx: &Context, origin: &Origin, addr: SocketAddr, mut reque
     let pooled = |request: Request<Body>| Affined::Busy(absolute(request, addr));
     let Ok(mut slots) = origin.affinity.try_lock() else { return pooled(request) };
     let found = slots.iter().position(|a| a.addr == addr && !a.sender.is_closed());
-    if found.is_none() && first {
+    // A client's first request goes to the shared pool, which needs the absolute form; `OPTIONS *`
+    // has none, so it opens the client connection's own.
+    if found.is_none() && first && request.uri() != "*" {
         return pooled(request);
     }
     if !request.headers().contains_key(http::header::HOST) {

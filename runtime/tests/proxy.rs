@@ -1098,3 +1098,18 @@ async fn websocket_upgrades_are_tunnelled_after_the_chain() {
             .await;
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
 }
+
+/// `OPTIONS *` (asterisk form) reaches the upstream as it was sent, on either path.
+#[tokio::test]
+async fn asterisk_form_requests_pass_on_either_path() {
+    let up = upstream("127.0.0.79").await;
+    let (p, ctx) =
+        proxy(up, chains(vec![step("tag", "set_header", json!({ "name": "x-mesh", "value": "adm" }))])).await;
+    let request = b"OPTIONS * HTTP/1.1\r\nhost: svc\r\nconnection: close\r\n\r\n";
+    for lean in [true, false] {
+        ctx.lean.store(lean, std::sync::atomic::Ordering::Relaxed);
+        let answer = raw("127.0.0.3", p, request).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "lean {lean}: {answer}");
+        assert!(answer.ends_with("path=* headers=x-mesh=adm"), "lean {lean}: {answer}");
+    }
+}
