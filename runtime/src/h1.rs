@@ -73,6 +73,13 @@ impl Idle {
         self.0.lock().map_or(0, |idle| idle.values().map(Vec::len).sum())
     }
 
+    /// Closes the idle connections to every address not in `addresses` (after a reload).
+    pub(crate) fn keep_only(&self, addresses: &std::collections::HashSet<SocketAddr>) {
+        if let Ok(mut idle) = self.0.lock() {
+            idle.retain(|addr, _| addresses.contains(addr));
+        }
+    }
+
     fn put(&self, addr: SocketAddr, stream: TcpStream) {
         if let Ok(mut idle) = self.0.lock() {
             let list = idle.entry(addr).or_default();

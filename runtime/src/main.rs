@@ -238,8 +238,8 @@ fn reload(ctx: &admd::proxy::Context, path: &std::path::Path) {
                 ctx.current().is_some_and(|old| old.ingress == new.ingress && old.egress == new.egress);
             if !same_listeners {
                 eprintln!("admd: reload refused: the listeners changed; restart admd to move them");
-            } else if let Ok(mut current) = ctx.runtime.write() {
-                *current = std::sync::Arc::new(new);
+            } else {
+                ctx.install(new);
                 eprintln!("admd: configuration reloaded");
             }
         }

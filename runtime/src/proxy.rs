@@ -169,6 +169,17 @@ impl Context {
         self.runtime.read().ok().map(|r| r.clone())
     }
 
+    /// Swaps in a new configuration atomically: requests in flight finish on the one they started
+    /// with. Idle upstream connections to addresses the new one no longer names are closed.
+    pub fn install(&self, runtime: Runtime) {
+        let keep: std::collections::HashSet<SocketAddr> =
+            runtime.upstreams.values().flat_map(|u| u.endpoints.iter().copied()).collect();
+        if let Ok(mut current) = self.runtime.write() {
+            *current = Arc::new(runtime);
+        }
+        self.idle.keep_only(&keep);
+    }
+
     /// Uniform in [0, 1): xorshift, good enough for percentages of requests.
     fn chance(&self) -> f64 {
         let mut x = self.random.load(Ordering::Relaxed);

@@ -406,7 +406,7 @@ async fn reload_under_load_fails_no_request() {
     let config = ctx.current().unwrap();
     for _ in 0..50 {
         let fresh = admd::config::parse(&reload_config(&config)).unwrap();
-        *ctx.runtime.write().unwrap() = Arc::new(fresh);
+        ctx.install(fresh);
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     let statuses = load.await.unwrap();
@@ -892,6 +892,14 @@ async fn short_lived_clients_share_idle_upstream_connections() {
         assert_eq!(ctx.idle_upstreams(), 1);
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A reload that keeps the upstream keeps its idle connection; one that drops it closes it.
+    let config = ctx.current().unwrap();
+    ctx.install(admd::config::parse(&reload_config(&config)).unwrap());
+    assert_eq!(ctx.idle_upstreams(), 1);
+    let moved = reload_config(&config).replace("\"address\":\"127.0.0.76\"", "\"address\":\"127.0.0.75\"");
+    assert_ne!(moved, reload_config(&config));
+    ctx.install(admd::config::parse(&moved).unwrap());
+    assert_eq!(ctx.idle_upstreams(), 0);
 }
 
 /// With the lean path off, hyper serves every request, under the same policies.
