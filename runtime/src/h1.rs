@@ -381,15 +381,10 @@ impl Conn<'_> {
                 return Ok((stream, true));
             }
         }
-        let refused = |_| Failed::Upstream(StatusCode::SERVICE_UNAVAILABLE);
-        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
-            .map_err(refused)?;
         // From the ADM's address: the next hop knows the sender by it.
-        if let Some(local) = self.ctx.local() {
-            socket.bind(SocketAddr::new(local, 0)).map_err(refused)?;
-        }
-        let stream = socket.connect(addr).await.map_err(refused)?;
-        let _ = stream.set_nodelay(true);
+        let stream = crate::proxy::connect(addr, self.ctx.local())
+            .await
+            .map_err(|_| Failed::Upstream(StatusCode::SERVICE_UNAVAILABLE))?;
         Ok((stream, false))
     }
 

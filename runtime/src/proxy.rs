@@ -39,6 +39,7 @@ impl Clients {
         // Small requests and replies: no Nagle delay on either side of the proxy.
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(limits::CONNECT_TIMEOUT));
         connector.set_local_address(local);
         Clients {
             http1: Client::builder(TokioExecutor::new()).build(connector.clone()),
@@ -343,12 +344,7 @@ fn absolute(mut request: Request<Body>, addr: SocketAddr) -> Request<Body> {
 
 /// Opens the client connection's own connection to `addr`, from the ADM's address.
 async fn open_affine(ctx: &Context, addr: SocketAddr) -> Option<Affine> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.ok()?;
-    if let Some(local) = ctx.local {
-        socket.bind(SocketAddr::new(local, 0)).ok()?;
-    }
-    let stream = socket.connect(addr).await.ok()?;
-    let _ = stream.set_nodelay(true);
+    let stream = connect(addr, ctx.local).await.ok()?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
     tokio::spawn(conn);
     Some(Affine { addr, sender })
@@ -474,7 +470,7 @@ impl Admitted<'_> {
     pub(crate) fn failure(&self, status: StatusCode) -> Refusal {
         let why = match status {
             StatusCode::GATEWAY_TIMEOUT => "did not answer in time",
-            StatusCode::SERVICE_UNAVAILABLE => "refused the connection",
+            StatusCode::SERVICE_UNAVAILABLE => "refused the connection or did not accept it in time",
             _ => "sent a bad response",
         };
         let grpc_status = if status == StatusCode::GATEWAY_TIMEOUT { 4 } else { 14 };
@@ -1046,6 +1042,26 @@ pub mod limits {
     pub const MAX_HEAD_BYTES: usize = 64 * 1024;
     /// A client must send its whole request head within this time (slow clients are cut off).
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// An upstream must accept a connection within this time (Envoy's default too): an address
+    /// that drops connection attempts answers 503 after it, not after the kernel's two minutes
+    /// of retries, and counts as a failure for a circuit breaker.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+}
+
+/// Connects to `addr` from `local` (when given), within [`limits::CONNECT_TIMEOUT`].
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }?;
+    if let Some(local) = local {
+        socket.bind(SocketAddr::new(local, 0))?;
+    }
+    let stream = tokio::time::timeout(limits::CONNECT_TIMEOUT, socket.connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// Serves one listener until `shutdown` resolves, then until its connections have finished the

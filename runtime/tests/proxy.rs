@@ -1121,3 +1121,26 @@ async fn asterisk_form_requests_pass_on_either_path() {
         assert!(answer.ends_with("path=* headers=x-mesh=adm"), "lean {lean}: {answer}");
     }
 }
+
+/// An upstream that drops connection attempts (its accept queue is full, so the kernel drops
+/// every SYN) gets 503 once the connect timeout runs out, not after the kernel's two minutes of
+/// retries, on either path.
+#[tokio::test]
+async fn an_upstream_that_never_accepts_gets_503_after_the_connect_timeout() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.74:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let up = listener.local_addr().unwrap();
+    // The one connection a backlog of 0 queues; the queue is full after it.
+    let _queued = tokio::net::TcpStream::connect(up).await.unwrap();
+    let (p, ctx) = proxy(up, chains(vec![])).await;
+    let lean = send("127.0.0.3", p, "/", &[]);
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), lean).await.expect("no answer in 30 s");
+    assert_eq!(answer.0, 503, "lean path: {}", answer.2);
+    assert!(answer.2.contains("did not accept it in time"), "{}", answer.2);
+    ctx.lean.store(false, std::sync::atomic::Ordering::Relaxed);
+    let hyper = send("127.0.0.3", p, "/", &[]);
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), hyper).await.expect("no answer in 30 s");
+    assert_eq!(answer.0, 503, "hyper path: {}", answer.2);
+    drop(listener);
+}
