@@ -728,6 +728,10 @@ pub async fn handle(
     let Some(rt) = ctx.current() else {
         return Ok(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, 14, "no configuration").response(grpc));
     };
+    let mut req = req;
+    // An HTTP/1.1 upgrade other than h2c (WebSocket and the like): the client's side of it, to
+    // join to the upstream's once both have switched.
+    let upgrade = upgrade_protocol(&req).map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
     let (mut parts, body) = req.into_parts();
     let admitted = match admit(&ctx, &rt, direction, &origin, &mut parts, false).await {
         Admit::Go(a) => a,
@@ -737,7 +741,11 @@ pub async fn handle(
             return Ok(Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, 13, "no path serves this request").response(grpc))
         }
     };
-    let response = match forward(&ctx, &rt, &origin, &admitted, parts, body, grpc).await {
+    let forwarded = match upgrade {
+        Some((protocol, client)) if !grpc => tunnel(&ctx, &admitted, parts, body, protocol, client).await,
+        _ => forward(&ctx, &rt, &origin, &admitted, parts, body, grpc).await,
+    };
+    let response = match forwarded {
         Ok(r) => r,
         Err(refusal) => {
             ctx.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
@@ -873,6 +881,80 @@ async fn forward(
         Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or_else(|_| Err(admitted.timed_out(t))),
         None => exchange.await,
     }
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to, when `connection` names the upgrade
+/// (RFC 9110 §7.8).
+fn upgrade_protocol<B>(req: &Request<B>) -> Option<http::HeaderValue> {
+    let named = req
+        .headers()
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+    (req.version() == http::Version::HTTP_11 && named).then(|| req.headers().get(http::header::UPGRADE).cloned())?
+}
+
+/// Forwards an admitted upgrade request on a connection of its own; after the upstream's 101,
+/// bytes flow both ways between the two switched connections until both sides close. Any other
+/// answer is passed back as it came.
+async fn tunnel(
+    ctx: &Context,
+    admitted: &Admitted<'_>,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    protocol: http::HeaderValue,
+    client: hyper::upgrade::OnUpgrade,
+) -> Result<Response<Body>, Refusal> {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let (addr, _, slot) = admitted.endpoint(ctx, &path, false)?;
+    crate::h2c::strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("upgrade"));
+    parts.headers.insert(http::header::UPGRADE, protocol);
+    let Some(mut request) = build(&parts, &path, addr, Protocol::Http, body.boxed()) else {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, 3, "invalid request target"));
+    };
+    if !request.headers().contains_key(http::header::HOST) {
+        if let Ok(host) = addr.to_string().parse() {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    if let Some(s) = slot {
+        s.fetch_add(1, Ordering::Relaxed);
+    }
+    let exchange = async {
+        let stream = connect(addr, ctx.local).await.map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|_| StatusCode::BAD_GATEWAY)?;
+        tokio::spawn(conn.with_upgrades());
+        sender.send_request(request).await.map_err(|_| StatusCode::BAD_GATEWAY)
+    };
+    let outcome = match admitted.timeout {
+        Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or(Err(StatusCode::GATEWAY_TIMEOUT)),
+        None => exchange.await,
+    };
+    if let Some(s) = slot {
+        s.fetch_sub(1, Ordering::Relaxed);
+    }
+    let mut response = match outcome {
+        Ok(r) => r,
+        Err(status) => {
+            admitted.record(addr, status);
+            return Err(match (status, admitted.timeout) {
+                (StatusCode::GATEWAY_TIMEOUT, Some(t)) => admitted.timed_out(t),
+                _ => admitted.failure(status),
+            });
+        }
+    };
+    admitted.record(addr, response.status());
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let upstream = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            let (Ok(client), Ok(upstream)) = (client.await, upstream.await) else { return };
+            let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;
+        });
+    }
+    Ok(response.map(BodyExt::boxed))
 }
 
 /// Answers an `Upgrade: h2c` request with 101 and serves the connection as HTTP/2 from then on,

@@ -1078,33 +1078,43 @@ async fn websocket_upgrades_are_tunnelled_after_the_chain() {
     let allow = step("acl", "allow", json!({ "from": [service("frontend")] }));
     let tag = step("tag", "set_header", json!({ "name": "x-mesh", "value": "adm" }));
     let (p, ctx) = proxy(up, chains(vec![allow, tag])).await;
-    let mut client = connect("127.0.0.3", p).await;
-    client
-        .write_all(b"GET /chat HTTP/1.1\r\nhost: svc\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\nhello")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    for wanted in ["HELLO", "AGAIN"] {
-        while !String::from_utf8_lossy(&got).ends_with(wanted) {
-            let n =
-                tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut buf)).await.unwrap().unwrap();
-            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
-            got.extend_from_slice(&buf[..n]);
+    // The lean path, then hyper's (`--hyper-only`, or a connection handed to hyper earlier).
+    for lean in [true, false] {
+        ctx.lean.store(lean, std::sync::atomic::Ordering::Relaxed);
+        let served_lean = ctx.metrics.lean.load(std::sync::atomic::Ordering::Relaxed);
+        let mut client = connect("127.0.0.3", p).await;
+        client
+            .write_all(b"GET /chat HTTP/1.1\r\nhost: svc\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\nhello")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        for wanted in ["HELLO", "AGAIN"] {
+            while !String::from_utf8_lossy(&got).ends_with(wanted) {
+                let n = tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0, "lean {lean}, closed: {}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&buf[..n]);
+            }
+            client.write_all(b"again").await.unwrap();
         }
-        client.write_all(b"again").await.unwrap();
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
+        // The client closes its side: the tunnel closes the other.
+        client.shutdown().await.unwrap();
+        let rest = tokio::time::timeout(std::time::Duration::from_secs(5), client.read_to_end(&mut got)).await;
+        assert!(rest.is_ok(), "lean {lean}: the tunnel stayed open");
+        assert_eq!(ctx.metrics.lean.load(std::sync::atomic::Ordering::Relaxed), served_lean + u64::from(lean));
+        // From a source the chain refuses, no tunnel: a 403, and the upstream never sees it.
+        let refused = raw(
+            "127.0.0.5",
+            p,
+            b"GET /chat HTTP/1.1\r\nhost: svc\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+        )
+        .await;
+        assert!(refused.starts_with("HTTP/1.1 403"), "lean {lean}: {refused}");
     }
-    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
-    // The client closes its side: the tunnel closes the other.
-    client.shutdown().await.unwrap();
-    let rest = tokio::time::timeout(std::time::Duration::from_secs(5), client.read_to_end(&mut got)).await;
-    assert!(rest.is_ok(), "the tunnel stayed open");
-    assert_eq!(ctx.metrics.lean.load(std::sync::atomic::Ordering::Relaxed), 1);
-    // From a source the chain refuses, no tunnel: a 403, and the upstream never sees it.
-    let refused =
-        raw("127.0.0.5", p, b"GET /chat HTTP/1.1\r\nhost: svc\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
-            .await;
-    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
 }
 
 /// `OPTIONS *` (asterisk form) reaches the upstream as it was sent, on either path.
