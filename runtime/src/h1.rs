@@ -328,11 +328,7 @@ impl Conn<'_> {
             Ok(ok) => ok,
             Err(Failed::Client) => return false,
             Err(Failed::Upstream(status)) => {
-                admitted.record(addr, status);
-                let refusal = match (status, admitted.timeout) {
-                    (StatusCode::GATEWAY_TIMEOUT, Some(t)) => admitted.timed_out(t),
-                    _ => admitted.failure(status),
-                };
+                let refusal = admitted.failed(addr, status);
                 // A body the client was still sending leaves its connection out of step.
                 head.close |= rest > 0;
                 return self.fail(admitted, refusal, head).await;

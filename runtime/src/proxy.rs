@@ -342,6 +342,16 @@ fn absolute(mut request: Request<Body>, addr: SocketAddr) -> Request<Body> {
     request
 }
 
+/// A request in origin form names its host in `host`; one that came without gets the upstream's
+/// address.
+fn default_host(request: &mut Request<Body>, addr: SocketAddr) {
+    if !request.headers().contains_key(http::header::HOST) {
+        if let Ok(host) = addr.to_string().parse() {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+}
+
 /// Opens the client connection's own connection to `addr`, from the ADM's address.
 async fn open_affine(ctx: &Context, addr: SocketAddr) -> Option<Affine> {
     let stream = connect(addr, ctx.local).await.ok()?;
@@ -364,11 +374,7 @@ async fn send_affine(ctx: &Context, origin: &Origin, addr: SocketAddr, mut reque
     if found.is_none() && first && request.uri() != "*" {
         return pooled(request);
     }
-    if !request.headers().contains_key(http::header::HOST) {
-        if let Ok(host) = addr.to_string().parse() {
-            request.headers_mut().insert(http::header::HOST, host);
-        }
-    }
+    default_host(&mut request, addr);
     slots.retain(|a| !a.sender.is_closed());
     let mut index = slots.iter().position(|a| a.addr == addr);
     for fresh in [false, true] {
@@ -475,6 +481,16 @@ impl Admitted<'_> {
         };
         let grpc_status = if status == StatusCode::GATEWAY_TIMEOUT { 4 } else { 14 };
         Refusal::new(status, grpc_status, format!("`{}` {why}", self.to))
+    }
+
+    /// Records an attempt at `addr` that got no response (`status` says why: 504 when the
+    /// timeout policy ran out) and gives the client's answer.
+    pub(crate) fn failed(&self, addr: SocketAddr, status: StatusCode) -> Refusal {
+        self.record(addr, status);
+        match (status, self.timeout) {
+            (StatusCode::GATEWAY_TIMEOUT, Some(t)) => self.timed_out(t),
+            _ => self.failure(status),
+        }
     }
 
     /// The refusal when the request's timeout policy ran out.
@@ -914,11 +930,7 @@ async fn tunnel(
     let Some(mut request) = build(&parts, &path, addr, Protocol::Http, body.boxed()) else {
         return Err(Refusal::new(StatusCode::BAD_REQUEST, 3, "invalid request target"));
     };
-    if !request.headers().contains_key(http::header::HOST) {
-        if let Ok(host) = addr.to_string().parse() {
-            request.headers_mut().insert(http::header::HOST, host);
-        }
-    }
+    default_host(&mut request, addr);
     if let Some(s) = slot {
         s.fetch_add(1, Ordering::Relaxed);
     }
@@ -936,16 +948,7 @@ async fn tunnel(
     if let Some(s) = slot {
         s.fetch_sub(1, Ordering::Relaxed);
     }
-    let mut response = match outcome {
-        Ok(r) => r,
-        Err(status) => {
-            admitted.record(addr, status);
-            return Err(match (status, admitted.timeout) {
-                (StatusCode::GATEWAY_TIMEOUT, Some(t)) => admitted.timed_out(t),
-                _ => admitted.failure(status),
-            });
-        }
-    };
+    let mut response = outcome.map_err(|status| admitted.failed(addr, status))?;
     admitted.record(addr, response.status());
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut response);
