@@ -54,15 +54,18 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
+/// Whether a comma-separated header (`connection`, `upgrade`) lists `token`, in any case.
+pub(crate) fn has_token(headers: &http::HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
 /// Whether `req` asks to upgrade to h2c in a way this server can honour.
 pub fn wants_upgrade<B>(req: &http::Request<B>) -> bool {
-    let has_token = |name: http::header::HeaderName, token: &str| {
-        req.headers()
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
+    let has_token = |name, token| has_token(req.headers(), name, token);
     // Every request passes here: the cheap tests first, the length only for an upgrade.
     let length = || req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     req.version() == http::Version::HTTP_11

@@ -356,7 +356,8 @@ fn default_host(request: &mut Request<Body>, addr: SocketAddr) {
 async fn open_affine(ctx: &Context, addr: SocketAddr) -> Option<Affine> {
     let stream = connect(addr, ctx.local).await.ok()?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
-    tokio::spawn(conn);
+    // With upgrades: `tunnel` joins a 101's connection to its client's.
+    tokio::spawn(conn.with_upgrades());
     Some(Affine { addr, sender })
 }
 
@@ -902,13 +903,10 @@ async fn forward(
 /// The protocol an HTTP/1.1 request asks to switch to, when `connection` names the upgrade
 /// (RFC 9110 §7.8).
 fn upgrade_protocol<B>(req: &Request<B>) -> Option<http::HeaderValue> {
-    let named = req
-        .headers()
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
-    (req.version() == http::Version::HTTP_11 && named).then(|| req.headers().get(http::header::UPGRADE).cloned())?
+    // Every request of hyper's path passes here: the cheap test first.
+    let protocol = req.headers().get(http::header::UPGRADE)?;
+    let named = crate::h2c::has_token(req.headers(), http::header::CONNECTION, "upgrade");
+    (req.version() == http::Version::HTTP_11 && named).then(|| protocol.clone())
 }
 
 /// Forwards an admitted upgrade request on a connection of its own; after the upstream's 101,
@@ -935,11 +933,8 @@ async fn tunnel(
         s.fetch_add(1, Ordering::Relaxed);
     }
     let exchange = async {
-        let stream = connect(addr, ctx.local).await.map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|_| StatusCode::BAD_GATEWAY)?;
-        tokio::spawn(conn.with_upgrades());
-        sender.send_request(request).await.map_err(|_| StatusCode::BAD_GATEWAY)
+        let mut upstream = open_affine(ctx, addr).await.ok_or(StatusCode::SERVICE_UNAVAILABLE)?;
+        upstream.sender.send_request(request).await.map_err(|_| StatusCode::BAD_GATEWAY)
     };
     let outcome = match admitted.timeout {
         Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or(Err(StatusCode::GATEWAY_TIMEOUT)),
